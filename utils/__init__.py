@@ -1,0 +1,1 @@
+"""Configuration, metrics, optimisers and small I/O helpers shared by the scripts."""
