@@ -1,0 +1,1 @@
+from .aasist import AASIST

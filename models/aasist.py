@@ -1,0 +1,121 @@
+"""The AASIST network: the blocks of `layers.py` wired as in the published model (spec sections 2-6)."""
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, ResidualBlock, SincConv
+
+NUM_ENCODER_BLOCKS = 6
+_STEM_POOL = 3  # max_pool2d (3, 3) after the sinc convolution
+_BLOCK_POOL = 3  # each residual block pools time by 3
+
+
+def min_input_length(first_conv: int) -> int:
+    """Shortest waveform, in samples, that leaves at least one time step after the encoder."""
+    kernel = first_conv + 1 if first_conv % 2 == 0 else first_conv
+    return kernel - 1 + _STEM_POOL * _BLOCK_POOL ** NUM_ENCODER_BLOCKS
+
+
+class AASIST(nn.Module):
+    """AASIST countermeasure: raw 16 kHz waveform in, two class logits out (0 spoof, 1 bona fide).
+
+    Args:
+        model_config: the config's `model_config` mapping (`first_conv`, `filts`, `gat_dims`,
+            `pool_ratios`, `temperatures`; other keys are ignored), or a `ModelConfig`.
+
+    The published score of an utterance is `logits[:, 1]`: higher means more likely bona fide.
+    """
+
+    def __init__(self, model_config: Mapping[str, Any] | Any):
+        super().__init__()
+        cfg = model_config if isinstance(model_config, Mapping) else vars(model_config)
+        filts, gat_dims = cfg["filts"], cfg["gat_dims"]
+        pool_ratios, temperatures = cfg["pool_ratios"], cfg["temperatures"]
+        self.min_samples = min_input_length(cfg["first_conv"])
+
+        # Construction order follows the published model, so that a seeded initialisation draws
+        # the same random numbers in the same order.
+        self.conv_time = SincConv(filts[0], cfg["first_conv"])
+        self.first_bn = nn.BatchNorm2d(1)
+        self.drop = nn.Dropout(0.5)
+        self.drop_way = nn.Dropout(0.2)
+        self.selu = nn.SELU(inplace=True)
+        block_channels = [filts[1], filts[2], filts[3], filts[4], filts[4], filts[4]]
+        # Each block sits in a one-element Sequential: the published state-dict keys are `encoder.<i>.0.*`.
+        self.encoder = nn.Sequential(*(
+            nn.Sequential(ResidualBlock(cin, cout, first=(i == 0)))
+            for i, (cin, cout) in enumerate(block_channels)
+        ))
+        enc_dim = filts[-1][-1]
+        num_freq_nodes = filts[0] // _STEM_POOL
+        self.pos_S = nn.Parameter(torch.randn(1, num_freq_nodes, enc_dim))
+        self.master1 = nn.Parameter(torch.randn(1, 1, gat_dims[0]))
+        self.master2 = nn.Parameter(torch.randn(1, 1, gat_dims[0]))
+
+        self.GAT_layer_S = GraphAttentionLayer(enc_dim, gat_dims[0], temperature=temperatures[0])
+        self.GAT_layer_T = GraphAttentionLayer(enc_dim, gat_dims[0], temperature=temperatures[1])
+        self.HtrgGAT_layer_ST11 = HtrgGraphAttentionLayer(gat_dims[0], gat_dims[1], temperature=temperatures[2])
+        self.HtrgGAT_layer_ST12 = HtrgGraphAttentionLayer(gat_dims[1], gat_dims[1], temperature=temperatures[2])
+        self.HtrgGAT_layer_ST21 = HtrgGraphAttentionLayer(gat_dims[0], gat_dims[1], temperature=temperatures[2])
+        self.HtrgGAT_layer_ST22 = HtrgGraphAttentionLayer(gat_dims[1], gat_dims[1], temperature=temperatures[2])
+
+        self.pool_S = GraphPool(pool_ratios[0], gat_dims[0], 0.3)
+        self.pool_T = GraphPool(pool_ratios[1], gat_dims[0], 0.3)
+        self.pool_hS1 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
+        self.pool_hT1 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
+        self.pool_hS2 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
+        self.pool_hT2 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
+
+        self.out_layer = nn.Linear(5 * gat_dims[1], 2)
+
+    def forward(self, x: torch.Tensor, freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            x: (B, T) float waveform, 16 kHz, T >= `self.min_samples`.
+            freq_aug: zero a random band of sinc filters (training-time augmentation).
+        Returns:
+            last_hidden (B, 5 * gat_dims[1]) and logits (B, 2).
+        """
+        if x.dim() != 2:
+            raise ValueError(f"AASIST expects a (batch, samples) waveform, got shape {tuple(x.shape)}")
+        if x.shape[1] < self.min_samples:
+            raise ValueError(f"AASIST needs at least {self.min_samples} samples per input "
+                             f"({self.min_samples / 16000:.3f} s at 16 kHz), got {x.shape[1]}")
+
+        x = self.conv_time(x.unsqueeze(1), freq_aug=freq_aug)            # (B, 70, T - 128)
+        x = F.max_pool2d(torch.abs(x).unsqueeze(1), (3, 3))               # (B, 1, 23, (T - 128) // 3)
+        x = self.selu(self.first_bn(x))
+        e = self.encoder(x)                                               # (B, C, 23, Tn)
+
+        # Spectral graph: one node per frequency bin, max over time.
+        e_S = torch.abs(e).max(dim=3).values.transpose(1, 2) + self.pos_S  # (B, 23, C)
+        out_S = self.pool_S(self.GAT_layer_S(e_S))                          # (B, nS, gat0)
+        # Temporal graph: one node per time step, max over frequency.
+        e_T = torch.abs(e).max(dim=2).values.transpose(1, 2)               # (B, Tn, C)
+        out_T = self.pool_T(self.GAT_layer_T(e_T))                          # (B, nT, gat0)
+
+        T1, S1, m1 = self._inference_path(out_T, out_S, self.master1, self.HtrgGAT_layer_ST11,
+                                          self.pool_hS1, self.pool_hT1, self.HtrgGAT_layer_ST12)
+        T2, S2, m2 = self._inference_path(out_T, out_S, self.master2, self.HtrgGAT_layer_ST21,
+                                          self.pool_hS2, self.pool_hT2, self.HtrgGAT_layer_ST22)
+
+        T1, T2, S1, S2, m1, m2 = (self.drop_way(t) for t in (T1, T2, S1, S2, m1, m2))
+        out_T, out_S, master = torch.max(T1, T2), torch.max(S1, S2), torch.max(m1, m2)
+
+        last_hidden = torch.cat([
+            torch.abs(out_T).max(dim=1).values, out_T.mean(dim=1),
+            torch.abs(out_S).max(dim=1).values, out_S.mean(dim=1),
+            master.squeeze(1),
+        ], dim=1)                                                         # (B, 5 * gat1)
+        last_hidden = self.drop(last_hidden)
+        return last_hidden, self.out_layer(last_hidden)
+
+    @staticmethod
+    def _inference_path(out_T, out_S, master, htrg_first, pool_S, pool_T, htrg_second):
+        """One of the two HS-GAL paths: a layer, pooling, then a residual second layer."""
+        T, S, m = htrg_first(out_T, out_S, master)                        # temporal nodes are type 1
+        S, T = pool_S(S), pool_T(T)
+        dT, dS, dm = htrg_second(T, S, m)
+        return T + dT, S + dS, m + dm
