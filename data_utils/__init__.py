@@ -1,0 +1,36 @@
+"""ASVspoof 2019 LA data path: protocols, audio, crop/pad and datasets (see ``dataset.py``)."""
+from data_utils.dataset import (
+    KEYS,
+    NB_SAMP,
+    SAMPLE_RATE,
+    SPLITS,
+    EvalDataset,
+    ProtocolEntry,
+    SplitPaths,
+    TrainDataset,
+    audio_path,
+    check_audio_exists,
+    load_audio,
+    pad_repeat,
+    random_crop,
+    read_protocol,
+    split_paths,
+)
+
+__all__ = [
+    "KEYS",
+    "NB_SAMP",
+    "SAMPLE_RATE",
+    "SPLITS",
+    "EvalDataset",
+    "ProtocolEntry",
+    "SplitPaths",
+    "TrainDataset",
+    "audio_path",
+    "check_audio_exists",
+    "load_audio",
+    "pad_repeat",
+    "random_crop",
+    "read_protocol",
+    "split_paths",
+]

@@ -1,0 +1,242 @@
+"""ASVspoof 2019 LA data path: protocol files, audio loading, crop/pad, and the datasets AASIST reads.
+
+Layout under ``database_path`` (the corpus as distributed)::
+
+    ASVspoof2019_LA_{train,dev,eval}/flac/<UTT_ID>.flac
+    ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.{train.trn,dev.trl,eval.trl}.txt
+    ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.{dev,eval}.gi.trl.scores.txt
+
+Waveforms are soundfile's float64 samples in [-1, 1] cast to float32, with no other normalisation.
+Training takes a random window of ``nb_samp`` samples; dev and eval take the first ``nb_samp``. Both
+repeat a shorter signal end to end and cut it, as the published code does.
+"""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+from utils.errors import InputError
+
+SAMPLE_RATE = 16000  # Hz; the sinc front-end's filters are designed for it
+NB_SAMP = 64600  # samples (~4 s at 16 kHz), the published model_config's nb_samp
+SPLITS = ("train", "dev", "eval")
+KEYS = ("spoof", "bonafide")  # index = class label: 0 spoof, 1 bona fide
+
+_PROTOCOL_SUFFIX = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
+
+
+@dataclass(frozen=True)
+class ProtocolEntry:
+    """One line of a CM protocol: ``SPEAKER UTT_ID - ATTACK KEY``.
+
+    ``attack`` is the attack id (``A01`` ... ``A19``), or ``-`` for bona fide; it is the SOURCE column
+    of a score file.
+    """
+
+    speaker: str
+    utt_id: str
+    attack: str
+    key: str
+
+    def __post_init__(self) -> None:
+        if self.key not in KEYS:
+            raise InputError(f"KEY must be 'bonafide' or 'spoof', got {self.key!r}")
+
+    @property
+    def label(self) -> int:
+        """Class label: 1 bona fide, 0 spoof."""
+        return KEYS.index(self.key)
+
+
+@dataclass(frozen=True)
+class SplitPaths:
+    """Where one split's audio, CM protocol and (dev/eval only) ASV scores lie."""
+
+    audio_dir: Path
+    protocol: Path
+    asv_scores: Path | None
+
+
+def split_paths(database_path: str | os.PathLike, split: str) -> SplitPaths:
+    """Standard paths of ``split`` ('train', 'dev' or 'eval') under ``database_path``."""
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}")
+    root = Path(database_path)
+    asv_scores = root / "ASVspoof2019_LA_asv_scores" / f"ASVspoof2019.LA.asv.{split}.gi.trl.scores.txt"
+    return SplitPaths(
+        audio_dir=root / f"ASVspoof2019_LA_{split}" / "flac",
+        protocol=root / "ASVspoof2019_LA_cm_protocols" / f"ASVspoof2019.LA.cm.{_PROTOCOL_SUFFIX[split]}.txt",
+        asv_scores=None if split == "train" else asv_scores,  # the organisers give no ASV scores for train
+    )
+
+
+def audio_path(audio_dir: str | os.PathLike, utt_id: str) -> Path:
+    """``<audio_dir>/<utt_id>.flac``."""
+    return Path(audio_dir) / f"{utt_id}.flac"
+
+
+def read_protocol(path: str | os.PathLike) -> list[ProtocolEntry]:
+    """Parse a CM protocol file, one entry per non-blank line, in file order.
+
+    Raises:
+        InputError: the file is missing or unreadable, has no entries, or a line does not have five
+            fields or has a KEY other than bonafide/spoof (the message gives the file and line number).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read protocol file {path}: {e}") from None
+    entries = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}, line {line_no}"
+        if len(fields) != 5:
+            raise InputError(f"{where}: expected 5 fields 'SPEAKER UTT_ID - ATTACK KEY', got {len(fields)}: {line!r}")
+        # The third field is '-' throughout 2019 LA (other editions put an environment id there); it is unused.
+        speaker, utt_id, _, attack, key = fields
+        try:
+            entries.append(ProtocolEntry(speaker, utt_id, attack, key))
+        except InputError as e:
+            raise InputError(f"{where}: {e}") from None
+    if not entries:
+        raise InputError(f"protocol file {path} has no entries")
+    return entries
+
+
+def load_audio(path: str | os.PathLike) -> np.ndarray:
+    """Read an audio file as soundfile's float64 samples in [-1, 1], cast to float32.
+
+    Multi-channel audio is averaged to mono (in float64, before the cast).
+
+    Returns:
+        (num_samples,) float32.
+
+    Raises:
+        InputError: naming the file, if it is missing, unreadable, empty, or not 16 kHz.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"audio file not found: {path}")
+    # libsndfile writes a zero-sample FLAC as a 0-byte file and then cannot open it; say what it is.
+    if path.stat().st_size == 0:
+        raise InputError(f"audio file {path} is empty (0 bytes)")
+    try:
+        x, sr = sf.read(path, always_2d=True)  # (num_samples, channels) float64
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise InputError(f"cannot read audio file {path}: {e}") from None
+    if sr != SAMPLE_RATE:
+        raise InputError(f"audio file {path} is {sr} Hz; AASIST expects {SAMPLE_RATE} Hz")
+    if x.shape[0] == 0:
+        raise InputError(f"audio file {path} has no samples")
+    return x.mean(axis=1).astype(np.float32)
+
+
+def pad_repeat(x: np.ndarray, nb_samp: int) -> np.ndarray:
+    """The first ``nb_samp`` samples of ``x``, repeating ``x`` end to end first if it is shorter.
+
+    Args:
+        x: (num_samples,) waveform, num_samples >= 1.
+        nb_samp: output length in samples.
+
+    Returns:
+        (nb_samp,) with the dtype of ``x``.
+    """
+    if x.shape[0] == 0:
+        raise ValueError("cannot pad an empty waveform")
+    if x.shape[0] >= nb_samp:
+        return x[:nb_samp]
+    num_repeats = -(-nb_samp // x.shape[0])  # ceil
+    return np.tile(x, num_repeats)[:nb_samp]
+
+
+def random_crop(x: np.ndarray, nb_samp: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A window of ``nb_samp`` samples at a uniform offset in 0 ... len(x) - nb_samp, both ends included.
+
+    A shorter ``x`` is repeat-padded as in :func:`pad_repeat`. The offset comes from ``rng`` if given,
+    else from numpy's global generator (``np.random.seed`` makes it reproducible).
+
+    Args:
+        x: (num_samples,) waveform.
+        nb_samp: output length in samples.
+
+    Returns:
+        (nb_samp,) with the dtype of ``x``.
+    """
+    if x.shape[0] < nb_samp:
+        return pad_repeat(x, nb_samp)
+    high = x.shape[0] - nb_samp + 1  # exclusive bound, so the last offset is reachable
+    offset = int(np.random.randint(high) if rng is None else rng.integers(high))
+    return x[offset : offset + nb_samp]
+
+
+def check_audio_exists(entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, show: int = 5) -> None:
+    """Fail before a long job if any entry's ``<utt_id>.flac`` is absent from ``audio_dir``.
+
+    Raises:
+        InputError: giving how many files are missing and the paths of the first ``show``.
+    """
+    audio_dir = Path(audio_dir)
+    try:
+        present = set(os.listdir(audio_dir))  # one listing, not a stat per file: the train split has 25k files
+    except OSError as e:
+        raise InputError(f"cannot list audio directory {audio_dir}: {e}") from None
+    missing = [audio_path(audio_dir, e.utt_id) for e in entries if f"{e.utt_id}.flac" not in present]
+    if missing:
+        listed = "\n  ".join(str(p) for p in missing[:show])
+        raise InputError(
+            f"{len(missing)} of {len(entries)} audio files in the protocol are missing from {audio_dir}; "
+            f"the first {min(show, len(missing))}:\n  {listed}"
+        )
+
+
+class TrainDataset(Dataset):
+    """Training items: a random ``nb_samp`` window of each utterance and its label.
+
+    Each file is read when its item is requested. The crop draws from numpy's global generator, so
+    seed numpy in the main process, and in every DataLoader worker with a ``worker_init_fn`` (PyTorch
+    seeds ``random`` and ``torch`` per worker but not numpy: unseeded, forked workers repeat each
+    other's crops).
+    """
+
+    def __init__(self, entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, nb_samp: int = NB_SAMP):
+        self.entries = list(entries)
+        self.audio_dir = Path(audio_dir)
+        self.nb_samp = nb_samp
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        """Returns: waveform (nb_samp,) float32, label (1 bona fide, 0 spoof)."""
+        entry = self.entries[index]
+        x = random_crop(load_audio(audio_path(self.audio_dir, entry.utt_id)), self.nb_samp)
+        return torch.from_numpy(x), entry.label
+
+
+class EvalDataset(Dataset):
+    """Dev/eval items: the first ``nb_samp`` samples of each utterance (repeat-padded) and its id.
+
+    ``entries`` stays public so a scorer can write ``UTT_ID SOURCE KEY SCORE`` lines from it.
+    """
+
+    def __init__(self, entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, nb_samp: int = NB_SAMP):
+        self.entries = list(entries)
+        self.audio_dir = Path(audio_dir)
+        self.nb_samp = nb_samp
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        """Returns: waveform (nb_samp,) float32, utt_id."""
+        entry = self.entries[index]
+        x = pad_repeat(load_audio(audio_path(self.audio_dir, entry.utt_id)), self.nb_samp)
+        return torch.from_numpy(x), entry.utt_id

@@ -1,0 +1,242 @@
+"""The data path of AASIST_SPEC.md section 7, and the error a user gets for each bad input."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader
+
+from data_utils import (
+    EvalDataset,
+    ProtocolEntry,
+    TrainDataset,
+    check_audio_exists,
+    load_audio,
+    pad_repeat,
+    random_crop,
+    read_protocol,
+    split_paths,
+)
+from utils.errors import InputError
+
+NB_SAMP = 64600
+
+
+def published_pad(x: np.ndarray, max_len: int) -> np.ndarray:
+    """The published code's pad (clovaai/aasist data_utils.pad), restated for comparison."""
+    x_len = x.shape[0]
+    if x_len >= max_len:
+        return x[:max_len]
+    num_repeats = int(max_len / x_len) + 1
+    return np.tile(x, (1, num_repeats))[:, :max_len][0]
+
+
+def write_protocol(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_flac(path: Path, x: np.ndarray, sr: int = 16000) -> Path:
+    sf.write(path, x, sr, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def la_tiny_eval(reference_dir: Path):
+    paths = split_paths(reference_dir / "LA_tiny", "eval")
+    return paths, read_protocol(paths.protocol)
+
+
+# --- protocols and paths --------------------------------------------------------------------------
+
+
+def test_split_paths_follow_the_corpus_layout(tmp_path: Path) -> None:
+    train, dev = split_paths(tmp_path, "train"), split_paths(tmp_path, "dev")
+    assert train.audio_dir == tmp_path / "ASVspoof2019_LA_train" / "flac"
+    assert train.protocol == tmp_path / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.train.trn.txt"
+    assert train.asv_scores is None
+    assert dev.protocol.name == "ASVspoof2019.LA.cm.dev.trl.txt"
+    assert dev.asv_scores == tmp_path / "ASVspoof2019_LA_asv_scores" / "ASVspoof2019.LA.asv.dev.gi.trl.scores.txt"
+    with pytest.raises(InputError, match="'test'"):
+        split_paths(tmp_path, "test")
+
+
+def test_read_protocol_la_tiny_eval(la_tiny_eval) -> None:
+    paths, entries = la_tiny_eval
+    assert paths.protocol.is_file()
+    assert [e.utt_id for e in entries] == [f"LA_E_{2000000 + 17 * i}" for i in range(6)]
+    assert entries[0] == ProtocolEntry("LA_0030", "LA_E_2000000", "-", "bonafide")
+    assert entries[1] == ProtocolEntry("LA_0031", "LA_E_2000017", "A08", "spoof")
+    assert [e.label for e in entries] == [1, 0, 1, 0, 1, 0]
+    assert [e.attack for e in entries] == ["-", "A08", "-", "A10", "-", "A12"]
+
+
+def test_read_protocol_skips_blank_lines(tmp_path: Path) -> None:
+    lines = ["", "LA_0079 LA_T_1138215 - - bonafide", "   ", "LA_0079 LA_T_1271820 - A01 spoof"]
+    path = write_protocol(tmp_path / "p.txt", lines)
+    assert [(e.utt_id, e.label) for e in read_protocol(path)] == [("LA_T_1138215", 1), ("LA_T_1271820", 0)]
+
+
+def test_protocol_line_with_wrong_field_count_names_file_and_line(tmp_path: Path) -> None:
+    lines = ["LA_0079 LA_T_1138215 - - bonafide", "", "LA_0079 LA_T_1271820 A01 spoof"]
+    path = write_protocol(tmp_path / "p.txt", lines)
+    with pytest.raises(InputError, match=r"p\.txt, line 3: expected 5 fields"):
+        read_protocol(path)
+
+
+def test_protocol_wrong_key_names_file_and_line(tmp_path: Path) -> None:
+    path = write_protocol(tmp_path / "p.txt", ["LA_0079 LA_T_1138215 - - bonafide", "LA_0079 LA_T_1271820 - A01 fake"])
+    with pytest.raises(InputError, match=r"p\.txt, line 2: KEY must be 'bonafide' or 'spoof', got 'fake'"):
+        read_protocol(path)
+
+
+def test_empty_or_missing_protocol_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no entries"):
+        read_protocol(write_protocol(tmp_path / "empty.txt", ["", ""]))
+    with pytest.raises(InputError, match="absent.txt"):
+        read_protocol(tmp_path / "absent.txt")
+
+
+# --- audio ----------------------------------------------------------------------------------------
+
+
+def test_load_audio_is_soundfile_float64_cast_to_float32(la_tiny_eval) -> None:
+    paths, entries = la_tiny_eval
+    path = paths.audio_dir / f"{entries[0].utt_id}.flac"
+    x = load_audio(path)
+    assert x.dtype == np.float32 and x.ndim == 1
+    np.testing.assert_array_equal(x, sf.read(path)[0].astype(np.float32))
+
+
+def test_load_audio_averages_stereo_to_mono(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    left, right = (rng.integers(-32768, 32768, 1000) / 32768.0 for _ in range(2))  # exact in PCM_16
+    path = write_flac(tmp_path / "stereo.flac", np.stack([left, right], axis=1))
+    np.testing.assert_array_equal(load_audio(path), ((left + right) / 2).astype(np.float32))
+
+
+def test_missing_audio_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found: .*absent.flac"):
+        load_audio(tmp_path / "absent.flac")
+
+
+def test_corrupt_audio_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.flac"
+    path.write_bytes(b"this is not a flac file" * 10)
+    with pytest.raises(InputError, match="cannot read audio file .*garbage.flac"):
+        load_audio(path)
+
+
+def test_empty_audio_names_the_file(tmp_path: Path) -> None:
+    # libsndfile writes a zero-sample FLAC as a 0-byte file.
+    zero_flac = write_flac(tmp_path / "empty.flac", np.zeros(0))
+    with pytest.raises(InputError, match="empty.flac is empty"):
+        load_audio(zero_flac)
+    # A readable header with no samples after it.
+    zero_wav = tmp_path / "header_only.flac"
+    sf.write(zero_wav, np.zeros(0), 16000, format="WAV")
+    with pytest.raises(InputError, match="header_only.flac has no samples"):
+        load_audio(zero_wav)
+
+
+def test_wrong_sample_rate_names_file_and_both_rates(tmp_path: Path) -> None:
+    path = write_flac(tmp_path / "narrowband.flac", np.zeros(800), sr=8000)
+    with pytest.raises(InputError, match="narrowband.flac is 8000 Hz; AASIST expects 16000 Hz"):
+        load_audio(path)
+
+
+# --- crop and pad ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [1, 7, 8000, 64599, 64600, 64601, 90000])
+def test_pad_repeat_matches_the_published_pad(length: int) -> None:
+    x = np.random.default_rng(length).standard_normal(length).astype(np.float32)
+    y = pad_repeat(x, NB_SAMP)
+    assert y.shape == (NB_SAMP,) and y.dtype == np.float32
+    np.testing.assert_array_equal(y, published_pad(x, NB_SAMP))
+
+
+def test_pad_repeat_repeats_end_to_end() -> None:
+    np.testing.assert_array_equal(pad_repeat(np.array([1, 2, 3]), 8), [1, 2, 3, 1, 2, 3, 1, 2])
+
+
+def test_random_crop_on_exactly_nb_samp_samples() -> None:
+    # The published randint(len - nb_samp) raised here (randint(0)).
+    x = np.arange(NB_SAMP, dtype=np.float32)
+    np.random.seed(0)
+    for _ in range(5):
+        np.testing.assert_array_equal(random_crop(x, NB_SAMP), x)
+
+
+def test_random_crop_reaches_every_offset_including_the_last() -> None:
+    nb_samp = 10
+    x = np.arange(nb_samp + 2, dtype=np.float32)  # the first sample of a window is its offset
+    np.random.seed(0)
+    crops = [random_crop(x, nb_samp) for _ in range(100)]
+    for y in crops:
+        np.testing.assert_array_equal(y, x[int(y[0]) : int(y[0]) + nb_samp])
+    assert {int(y[0]) for y in crops} == {0, 1, 2}
+    rng = np.random.default_rng(0)
+    assert {int(random_crop(x, nb_samp, rng)[0]) for _ in range(100)} == {0, 1, 2}
+
+
+def test_random_crop_is_reproducible_from_numpy_seed() -> None:
+    x = np.arange(1000, dtype=np.float32)
+    np.random.seed(1234)
+    first = [random_crop(x, 100)[0] for _ in range(10)]
+    np.random.seed(1234)
+    assert [random_crop(x, 100)[0] for _ in range(10)] == first
+
+
+def test_random_crop_repeat_pads_short_input() -> None:
+    x = np.arange(7, dtype=np.float32)
+    np.testing.assert_array_equal(random_crop(x, 20), np.tile(x, 3)[:20])
+
+
+# --- datasets and the pre-flight check ------------------------------------------------------------
+
+
+def test_eval_dataset_over_la_tiny(la_tiny_eval) -> None:
+    paths, entries = la_tiny_eval
+    dataset = EvalDataset(entries, paths.audio_dir, NB_SAMP)
+    assert len(dataset) == 6 and dataset.entries == entries
+    for i, entry in enumerate(entries):
+        x, utt_id = dataset[i]
+        assert utt_id == entry.utt_id
+        assert x.shape == (NB_SAMP,) and x.dtype == torch.float32
+        expected = published_pad(sf.read(paths.audio_dir / f"{utt_id}.flac")[0], NB_SAMP).astype(np.float32)
+        np.testing.assert_array_equal(x.numpy(), expected)
+    batch, ids = next(iter(DataLoader(dataset, batch_size=4)))
+    assert batch.shape == (4, NB_SAMP) and list(ids) == [e.utt_id for e in entries[:4]]
+
+
+def test_train_dataset_returns_crop_and_label(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    write_flac(tmp_path / "long.flac", rng.uniform(-0.5, 0.5, 2000))
+    write_flac(tmp_path / "short.flac", rng.uniform(-0.5, 0.5, 300))
+    entries = [ProtocolEntry("LA_0001", "long", "-", "bonafide"), ProtocolEntry("LA_0002", "short", "A01", "spoof")]
+    dataset = TrainDataset(entries, tmp_path, nb_samp=1000)
+    np.random.seed(0)
+    (x0, y0), (x1, y1) = dataset[0], dataset[1]
+    assert (y0, y1) == (1, 0)
+    assert x0.shape == x1.shape == (1000,) and x0.dtype == x1.dtype == torch.float32
+    np.testing.assert_array_equal(x1.numpy(), pad_repeat(load_audio(tmp_path / "short.flac"), 1000))
+    np.random.seed(0)
+    np.testing.assert_array_equal(dataset[0][0].numpy(), x0.numpy())
+
+
+def test_check_audio_exists_passes_on_la_tiny(la_tiny_eval) -> None:
+    paths, entries = la_tiny_eval
+    check_audio_exists(entries, paths.audio_dir)
+
+
+def test_check_audio_exists_reports_count_and_first_few(tmp_path: Path) -> None:
+    entries = [ProtocolEntry("LA_0001", f"LA_T_{i:07d}", "-", "bonafide") for i in range(8)]
+    write_flac(tmp_path / "LA_T_0000000.flac", np.zeros(10))
+    with pytest.raises(InputError) as info:
+        check_audio_exists(entries, tmp_path)
+    message = str(info.value)
+    assert "7 of 8 audio files" in message and str(tmp_path) in message
+    assert all(f"LA_T_{i:07d}.flac" in message for i in range(1, 6))
+    assert "LA_T_0000006" not in message and "LA_T_0000000" not in message
