@@ -1,0 +1,68 @@
+"""Load published or own weights safely (`weights_only=True`) on any device."""
+import pickle
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from utils.config import Config, ModelConfig, load_config
+from utils.errors import InputError
+
+from .aasist import AASIST
+
+
+def load_state_dict(weights_path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a bare state dict or this project's training checkpoint (its `"model"` entry) onto the CPU.
+
+    Loads with `weights_only=True`: a file that carries pickled code is refused and its code never runs.
+    """
+    path = Path(weights_path)
+    if not path.is_file():
+        raise InputError(f"weights file not found: {path}")
+    try:
+        # map_location: the published weights were saved from CUDA tensors.
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise InputError(f"refusing to load {path}: it is not a plain weights file (it would run pickled code, "
+                         f"which weights_only=True forbids). Details: {str(e).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise InputError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None
+    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InputError(f"{path} holds no state dict (expected a mapping of parameter names to tensors)")
+    # Weights saved from a DataParallel / DistributedDataParallel wrapper carry a "module." prefix.
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_weights_into(model: AASIST, state_dict: Mapping[str, torch.Tensor], source: str = "weights") -> None:
+    """Strict load with an error that names the mismatching keys and shapes."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong_shape = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+                   for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        for label, keys in (("shape mismatch", wrong_shape), ("missing", missing), ("unexpected", unexpected)):
+            if keys:
+                parts.append(f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}")
+        raise InputError(f"{source} do not fit this model configuration (wrong config, e.g. AASIST weights "
+                         f"into AASIST-L?); " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(config: str | Path | Config | ModelConfig | Mapping, weights_path: str | Path,
+               device: str | torch.device | None = None) -> AASIST:
+    """Build AASIST from a config (file path, `Config`, `ModelConfig` or `model_config` dict),
+    load weights, and return it in eval mode on `device` (default: CUDA if available, else CPU)."""
+    if isinstance(config, (str, Path)):
+        config = load_config(config)
+    model_config = config.model_config if isinstance(config, Config) else config
+    model = AASIST(model_config)
+    load_weights_into(model, load_state_dict(weights_path), source=str(weights_path))
+    return model.to(device or default_device()).eval()

@@ -1,0 +1,174 @@
+"""The network against the published model's outputs (../shared/reference)."""
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from models import AASIST, load_model, load_state_dict, min_input_length
+from models.layers import mel_sinc_filters
+from utils.config import load_config
+from utils.errors import InputError
+
+CONFIGS = {"AASIST": "config/config.json", "AASIST-L": "config/AASIST-L.json"}
+NUM_PARAMS = {"AASIST": 297_866, "AASIST-L": 85_306}
+
+
+@pytest.fixture(scope="module")
+def golden(reference_dir):
+    return dict(np.load(reference_dir / "model_golden.npz"))
+
+
+def build(name: str, repo_root) -> AASIST:
+    torch.manual_seed(0)
+    return AASIST(load_config(repo_root / CONFIGS[name]).model_config)
+
+
+def published(name: str, repo_root, reference_dir) -> AASIST:
+    return load_model(repo_root / CONFIGS[name], reference_dir / "weights" / f"{name}.pth", device="cpu")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_parameter_count(name, repo_root):
+    model = build(name, repo_root)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == NUM_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_state_dict_matches_published_listing(name, repo_root, reference_dir):
+    listing = []
+    for line in (reference_dir / f"state_dict_{name}.txt").read_text().splitlines():
+        key, shape, dtype = re.fullmatch(r"(\S+) (\(.*\)) (\S+)", line).groups()
+        listing.append((key, shape, dtype))
+    ours = [(k, str(tuple(v.shape)), str(v.dtype).removeprefix("torch."))
+            for k, v in build(name, repo_root).state_dict().items()]
+    assert ours == listing
+
+
+def test_sinc_filters_bit_exact(golden):
+    filters = mel_sinc_filters(70, 128).numpy()
+    assert filters.shape == (70, 129)
+    np.testing.assert_array_equal(filters, golden["AASIST.sinc_filters"])
+    np.testing.assert_array_equal(filters, golden["AASIST-L.sinc_filters"])
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_published_weights_give_published_outputs(name, repo_root, reference_dir, golden):
+    model = published(name, repo_root, reference_dir)
+    assert not model.training
+    with torch.no_grad():
+        hidden, logits = model(torch.from_numpy(golden["x"]))
+        np.testing.assert_allclose(logits.numpy(), golden[f"{name}.logits"], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(hidden.numpy(), golden[f"{name}.last_hidden"], atol=1e-4, rtol=0)
+        for other in ("xvar0", "xvar1"):  # 48,000 and 80,000 samples
+            _, logits = model(torch.from_numpy(golden[other]))
+            np.testing.assert_allclose(logits.numpy(), golden[f"{name}.{other}.logits"], atol=1e-4, rtol=0)
+
+
+def test_batch_items_are_independent_in_eval(repo_root, reference_dir, golden):
+    model = published("AASIST", repo_root, reference_dir)
+    with torch.no_grad():
+        _, batched = model(torch.from_numpy(golden["x"]))
+        _, single = model(torch.from_numpy(golden["x"][1:2]))
+    np.testing.assert_allclose(single.numpy(), batched[1:2].numpy(), atol=1e-5)
+
+
+def test_shortest_input_works_and_shorter_is_a_clear_error(repo_root):
+    model = build("AASIST-L", repo_root).eval()
+    shortest = min_input_length(128)
+    assert shortest == 2315  # 128 taps lost, then pooled by 3 seven times: 128 + 3**7
+    with torch.no_grad():
+        _, logits = model(torch.randn(2, shortest))
+    assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+    with pytest.raises(ValueError, match=f"at least {shortest} samples"):
+        model(torch.randn(2, shortest - 1))
+    with pytest.raises(ValueError, match="batch, samples"):
+        model(torch.randn(shortest))
+
+
+def test_freq_aug_masks_a_band_in_training_only(repo_root):
+    model = build("AASIST-L", repo_root)
+    x = torch.randn(1, 1, 4000)
+    plain = model.conv_time(x)
+    np.random.seed(3)
+    import random
+    random.seed(3)
+    masked = model.conv_time(x, freq_aug=True)
+    zero_rows = (masked.abs().sum(dim=-1) == 0).squeeze(0)
+    np.random.seed(3)
+    random.seed(3)
+    width = int(np.random.uniform(0, 20))
+    start = random.randint(0, 70 - width)
+    expected = torch.zeros(70, dtype=torch.bool)
+    expected[start:start + width] = True
+    assert torch.equal(zero_rows, expected)
+    assert torch.equal(masked[:, ~expected], plain[:, ~expected])
+    assert torch.equal(model.conv_time.band_pass, mel_sinc_filters(70, 128))  # the stored filters are untouched
+
+
+def test_training_step_runs_and_updates_weights(repo_root):
+    model = build("AASIST-L", repo_root).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = model.out_layer.weight.detach().clone()
+    _, logits = model(torch.randn(3, 6000), freq_aug=True)
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 0]), weight=torch.tensor([0.1, 0.9]))
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert not torch.equal(before, model.out_layer.weight)
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+def test_weights_saved_here_load_back(repo_root, tmp_path):
+    model = build("AASIST-L", repo_root)
+    torch.save(model.state_dict(), tmp_path / "bare.pth")
+    torch.save({"model": model.state_dict(), "epoch": 3}, tmp_path / "checkpoint.pth")
+    for name in ("bare.pth", "checkpoint.pth"):
+        loaded = load_model(repo_root / CONFIGS["AASIST-L"], tmp_path / name, device="cpu")
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, loaded.state_dict()[k])
+
+
+def test_wrong_configuration_names_the_keys(repo_root, reference_dir):
+    with pytest.raises(InputError, match=r"shape mismatch.*pos_S \(1, 23, 64\) vs model \(1, 23, 24\)"):
+        load_model(repo_root / CONFIGS["AASIST-L"], reference_dir / "weights" / "AASIST.pth", device="cpu")
+
+
+def test_missing_and_unexpected_keys_are_named(repo_root, tmp_path):
+    state = build("AASIST-L", repo_root).state_dict()
+    del state["out_layer.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "w.pth")
+    with pytest.raises(InputError, match=r"missing \(1\): out_layer.bias.*unexpected \(1\): extra.weight"):
+        load_model(repo_root / CONFIGS["AASIST-L"], tmp_path / "w.pth", device="cpu")
+
+
+class _RunsCode:
+    """Unpickling this would run `os.system(...)`: exactly what weights_only=True must refuse."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_pickled_code_is_refused_and_never_runs(tmp_path, legacy):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"pos_S": torch.zeros(1), "payload": _RunsCode(marker)}, path,
+               _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(InputError, match="refusing to load .*evil.pth"):
+        load_state_dict(path)
+    assert not marker.exists()
+
+
+def test_missing_or_garbage_weights_file(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_state_dict(tmp_path / "nope.pth")
+    (tmp_path / "junk.pth").write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(InputError, match="junk.pth"):
+        load_state_dict(tmp_path / "junk.pth")
