@@ -1,0 +1,207 @@
+"""Load and validate a run configuration, once, into frozen dataclasses.
+
+A missing or unknown key, or a value of the wrong type, is an `InputError` that names the key
+(e.g. `optim_config.base_lr`). The published repository's `AASIST.conf` / `AASIST-L.conf` load
+unchanged: their string booleans (`"amsgrad": "False"`) become real booleans here and nowhere else.
+"""
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import InputError
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULERS = ("cosine", "multistep", "sgdr", "keras_decay", "none")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network's shape (spec, "Model configuration")."""
+    first_conv: int
+    filts: list
+    gat_dims: list[int]
+    pool_ratios: list[float]
+    temperatures: list[float]
+    nb_samp: int = 64600
+    architecture: str = "AASIST"
+
+    def __post_init__(self):
+        f = self.filts
+        pairs_ok = all(isinstance(p, list) and len(p) == 2 and all(_is_int(c) and c > 0 for c in p) for p in f[1:])
+        if len(f) != 5 or not _is_int(f[0]) or f[0] < 3 or not pairs_ok:
+            raise InputError("model_config.filts must be [num_sinc_filters, [in, out], [in, out], [in, out], [in, out]], "
+                             f"got {f!r}")
+        _check_len(self.gat_dims, 2, "model_config.gat_dims")
+        _check_len(self.pool_ratios, 4, "model_config.pool_ratios")
+        _check_len(self.temperatures, 4, "model_config.temperatures")
+        if self.architecture != "AASIST":
+            raise InputError(f"model_config.architecture: only 'AASIST' is implemented, got {self.architecture!r}")
+        if self.nb_samp <= 0 or self.first_conv <= 0:
+            raise InputError("model_config.nb_samp and model_config.first_conv must be positive")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule (spec section 8). Schedule-specific keys are checked
+    only when that schedule is chosen."""
+    optimizer: str
+    base_lr: float
+    scheduler: str = "none"
+    lr_min: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+    momentum: float = 0.0
+    nesterov: bool = False
+    milestones: Optional[list[int]] = None  # multistep, in epochs
+    lr_decay: Optional[float] = None        # multistep
+    T0: Optional[int] = None                # sgdr, in epochs
+    Tmult: Optional[int] = None             # sgdr
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optim_config.optimizer: unknown optimiser {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise InputError(f"optim_config.scheduler: unknown schedule {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+        needed = {"multistep": ("milestones", "lr_decay"), "sgdr": ("T0", "Tmult")}.get(self.scheduler, ())
+        for key in needed:
+            if getattr(self, key) is None:
+                raise InputError(f"optim_config.{key} is required by the {self.scheduler!r} schedule")
+        _check_len(self.betas, 2, "optim_config.betas")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: data, model, optimiser, training and scoring settings."""
+    database_path: str
+    batch_size: int
+    num_epochs: int
+    model_config: ModelConfig
+    optim_config: OptimConfig
+    model_path: str = ""
+    # ASV score files, relative to database_path, for min t-DCF on each set.
+    asv_score_path: str = "ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"
+    dev_asv_score_path: str = "ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.dev.gi.trl.scores.txt"
+    loss: str = "CCE"
+    track: str = "LA"
+    freq_aug: bool = False
+    eval_all_best: bool = True
+    eval_output: str = "eval_scores_using_best_dev_model.txt"
+    cudnn_deterministic_toggle: bool = True
+    cudnn_benchmark_toggle: bool = False
+    swa_max_dev_eer: float = 1.0           # percent; the published run's gate for weight averaging
+    eval_batch_size: Optional[int] = None  # None: the training batch size
+    num_workers: Optional[int] = None      # None: min(4, CPU count)
+    pin_memory: bool = True                # used on CUDA only
+
+    def __post_init__(self):
+        if self.loss != "CCE":
+            raise InputError(f"loss: only 'CCE' (weighted cross-entropy) is implemented, got {self.loss!r}")
+        if self.track != "LA":
+            raise InputError(f"track: only 'LA' (ASVspoof 2019 logical access) is implemented, got {self.track!r}")
+        for key in ("batch_size", "num_epochs"):
+            if getattr(self, key) <= 0:
+                raise InputError(f"{key} must be positive, got {getattr(self, key)}")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a JSON config file and validate it; errors name the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"cannot read config {path}: {e.strerror or e}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+    try:
+        return config_from_dict(raw)
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+
+
+def config_from_dict(raw: Any) -> Config:
+    return _build(Config, raw, prefix="")
+
+
+def config_to_dict(config: Config) -> dict:
+    """Plain JSON-ready dict (the resolved config written next to a run's weights)."""
+    return dataclasses.asdict(config)
+
+
+def with_overrides(config: Config, **changes) -> Config:
+    """A copy with some top-level keys changed (e.g. `database_path` from the command line)."""
+    return dataclasses.replace(config, **changes)
+
+
+# --- validation ------------------------------------------------------------------------------
+
+_NESTED = {"model_config": ModelConfig, "optim_config": OptimConfig}
+
+
+def _build(cls, raw: Any, prefix: str):
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(raw, dict):
+        raise InputError(f"{where} must be a JSON object, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise InputError(f"unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+                         f"valid keys in {where}: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise InputError(f"missing key {key}")
+            continue
+        if name in _NESTED:
+            values[name] = _build(_NESTED[name], raw[name], prefix=key + ".")
+        else:
+            values[name] = _coerce(raw[name], hints[name], key)
+    return cls(**values)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_len(value: list, n: int, key: str) -> None:
+    if len(value) != n:
+        raise InputError(f"{key} must have {n} entries, got {len(value)}")
+
+
+def _coerce(value: Any, hint, key: str):
+    """Check `value` against a type hint; return it converted (string booleans, ints as floats)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # Optional[X]
+        if value is None:
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), key)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if value in ("True", "False", "true", "false"):
+            return value.lower() == "true"
+    elif hint is int:
+        if _is_int(value):
+            return value
+    elif hint is float:
+        if _is_int(value) or isinstance(value, float):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint is list or origin is list:
+        if isinstance(value, list):
+            return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else value
+    else:
+        raise TypeError(f"no validator for {hint}")
+    name = getattr(hint, "__name__", str(hint))
+    raise InputError(f"{key} must be {'a list' if origin is list else name}, got {value!r}")
