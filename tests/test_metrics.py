@@ -1,0 +1,109 @@
+"""Metrics equal the published evaluation's, bit for bit; score files read and write back exactly."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from utils.errors import InputError
+from utils.metrics import check_scores, compute_det_curve, compute_eer, compute_min_tdcf, per_attack_eer
+from utils.scores import CMScores, compute_metrics, read_asv_scores, read_cm_scores, write_cm_scores
+
+LA_SCORES = "asvspoof2019_LA_scores"
+
+
+def test_det_curve_keeps_bonafide_first_in_ties():
+    # Pooled and sorted stably: 0 (spoof), 1 (bona fide), 1 (spoof), 2 (bona fide).
+    frr, far, thresholds = compute_det_curve([1.0, 2.0], [0.0, 1.0])
+    np.testing.assert_array_equal(frr, [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_array_equal(far, [1, 0.5, 0.5, 0, 0])
+    np.testing.assert_array_equal(thresholds, [-0.001, 0, 1, 1, 2])
+    # The tie decides the EER: spoof-first ordering would give 0 here.
+    assert compute_eer([1.0, 2.0], [0.0, 1.0]) == (0.5, 1.0)
+
+
+def test_eer_of_separated_and_of_reversed_scores():
+    assert compute_eer([2.0, 3.0], [0.0, 1.0]) == (0.0, 1.0)  # threshold: the highest score rejected
+    assert compute_eer([0.0, 1.0], [2.0, 3.0])[0] == 1.0
+
+
+def test_per_attack_eer_uses_the_attack_ids_found_sorted():
+    bonafide = [1.0, 2.0, 3.0]
+    spoof = np.array([0.5, 2.5, -1.0, 0.0])
+    attacks = ["zeta", "A02", "zeta", "A02"]
+    result = per_attack_eer(bonafide, spoof, attacks)
+    assert list(result) == ["A02", "zeta"]
+    assert result["A02"] == 100 * compute_eer(bonafide, spoof[[1, 3]])[0]
+    assert result["zeta"] == 0.0
+
+
+def test_min_tdcf_of_a_perfect_cm_is_zero():
+    asv_target, asv_nontarget, asv_spoof = [5.0, 6.0, 7.0], [0.0, 1.0, 2.0], [3.0, 4.0, 6.5]
+    assert compute_min_tdcf([2.0, 3.0], [0.0, 1.0], asv_target, asv_nontarget, asv_spoof) == 0.0
+    assert compute_min_tdcf([0.0, 1.0], [2.0, 3.0], asv_target, asv_nontarget, asv_spoof) == 1.0
+
+
+def test_golden_metrics(reference_dir):
+    golden = json.loads((reference_dir / "metrics_golden.json").read_text())
+    metrics = compute_metrics(read_cm_scores(reference_dir / "cm_scores.txt"),
+                              read_asv_scores(reference_dir / "asv_scores.txt"))
+    assert metrics["eer_percent"] == pytest.approx(golden["eer_percent"], rel=1e-9, abs=0)
+    assert metrics["min_tdcf"] == pytest.approx(golden["min_tdcf"], rel=1e-9, abs=0)
+    assert list(metrics["per_attack_eer_percent"]) == list(golden["per_attack_eer_percent"])
+    for attack, eer in golden["per_attack_eer_percent"].items():
+        assert metrics["per_attack_eer_percent"][attack] == pytest.approx(eer, rel=1e-9, abs=1e-12), attack
+
+
+def test_published_aasist_eval_scores(reference_dir):
+    # The paper's AASIST figures: EER 0.83 %, min t-DCF 0.0275 (ASVspoof 2019 LA eval).
+    metrics = compute_metrics(read_cm_scores(reference_dir / LA_SCORES / "aasist_published_eval_scores.txt"),
+                              read_asv_scores(reference_dir / LA_SCORES / "ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"))
+    assert f"{metrics['eer_percent']:.9f}" == "0.829511226"
+    assert f"{metrics['min_tdcf']:.9f}" == "0.027529478"
+    assert list(metrics["per_attack_eer_percent"]) == [f"A{i:02d}" for i in range(7, 20)]
+
+
+def test_cm_score_file_round_trip(tmp_path):
+    scores = [0.1 + 0.2, -3.4100000000000001, float(np.float32(1.2345678)), 1e-300]
+    keys = ["bonafide", "spoof", "spoof", "bonafide"]
+    cm = CMScores(["u1", "u2", "u3", "u4"], ["-", "A11", "A11", "-"], keys, scores)
+    write_cm_scores(tmp_path / "scores.txt", cm)
+    back = read_cm_scores(tmp_path / "scores.txt")
+    for field in ("utt_ids", "sources", "keys", "scores"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(cm, field))
+    assert (tmp_path / "scores.txt").read_text().splitlines()[1] == "u2 A11 spoof -3.41"
+
+
+def test_write_refuses_white_space_in_ids(tmp_path):
+    cm = CMScores(["u 1"], ["-"], ["bonafide"], [0.0])
+    with pytest.raises(InputError, match="utterance id 'u 1'"):
+        write_cm_scores(tmp_path / "scores.txt", cm)
+    assert not (tmp_path / "scores.txt").exists()
+
+
+# Bad arrays: each message names the class and how many scores are at fault.
+
+def test_nan_and_inf_are_counted_by_class():
+    with pytest.raises(InputError, match=r"2 of 3 spoof scores are NaN or inf"):
+        compute_eer([1.0, 2.0], [0.0, math.nan, math.inf])
+    with pytest.raises(InputError, match=r"1 of 3 ASV spoof scores are NaN or inf"):
+        compute_min_tdcf([2.0, 3.0], [0.0, 1.0], [5.0, 6.0], [0.0, 1.0], [3.0, math.nan, 4.0])
+
+
+def test_an_empty_class_is_an_error():
+    with pytest.raises(InputError, match="no CM spoof scores"):
+        check_scores([], "CM spoof")
+    with pytest.raises(InputError, match="no bona fide scores"):
+        compute_eer([], [1.0, 2.0])
+
+
+def test_tdcf_refuses_an_asv_system_worse_than_chance():
+    # Every target below every non-target: at its EER threshold the ASV misses 19 of 20 targets
+    # and accepts every non-target, so C1 < 0.
+    with pytest.raises(InputError, match="t-DCF is undefined"):
+        compute_min_tdcf([2.0, 3.0], [0.0, 1.0], np.arange(20.0), np.arange(100.0, 120.0), [3.0, 4.0])
+
+
+def test_per_attack_eer_checks_lengths():
+    with pytest.raises(InputError, match="2 attack ids given for 3 spoof scores"):
+        per_attack_eer([1.0, 2.0], [0.0, 0.5, 1.0], ["A01", "A02"])

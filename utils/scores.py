@@ -1,0 +1,179 @@
+"""Score files in, metrics out: the thin I/O layer around ``utils/metrics.py``.
+
+Two formats, space separated, one trial a line (blank lines are skipped):
+
+- CM score file (what ``scripts/`` write and read): ``UTT_ID SOURCE KEY SCORE``, KEY ``bonafide`` or
+  ``spoof``, SOURCE the attack id (``A07`` ...) or ``-``; e.g. ``LA_E_2834763 A11 spoof -3.41``.
+- the organisers' ASV score file: ``SOURCE KEY SCORE``, KEY ``target``, ``nontarget`` or ``spoof``.
+
+Every problem with a file raises ``InputError`` naming the file and, where there is one, the line.
+"""
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from utils.errors import InputError
+from utils.metrics import check_scores, compute_eer, compute_min_tdcf, per_attack_eer
+
+CM_KEYS = ("bonafide", "spoof")
+ASV_KEYS = ("target", "nontarget", "spoof")
+CM_LAYOUT = "UTT_ID SOURCE KEY SCORE"
+ASV_LAYOUT = "SOURCE KEY SCORE"
+
+
+@dataclass(frozen=True)
+class CMScores:
+    """CM scores of N trials, one (N,) array per column (lists are accepted and converted).
+
+    Attributes:
+        utt_ids: (N,) str, e.g. "LA_E_2834763".
+        sources: (N,) str, the attack id ("A07" ...) or "-" for bona fide.
+        keys: (N,) str, "bonafide" or "spoof".
+        scores: (N,) float64, higher for "more bona fide" (the published score is the bona fide logit).
+    """
+
+    utt_ids: np.ndarray
+    sources: np.ndarray
+    keys: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self):
+        for name in ("utt_ids", "sources", "keys"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=str).reshape(-1))
+        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float64).reshape(-1))
+        sizes = {self.utt_ids.size, self.sources.size, self.keys.size, self.scores.size}
+        if len(sizes) != 1:
+            raise InputError(f"CM scores: utt_ids, sources, keys and scores differ in length ({sorted(sizes)})")
+        unknown = sorted(set(self.keys.tolist()) - set(CM_KEYS))
+        if unknown:
+            raise InputError(f"CM scores: unknown key(s) {unknown} (expected {' or '.join(CM_KEYS)})")
+
+
+@dataclass(frozen=True)
+class ASVScores:
+    """ASV scores: (Nt,) target, (Nn,) non-target and (Na,) spoof trials, float64."""
+
+    target: np.ndarray
+    nontarget: np.ndarray
+    spoof: np.ndarray
+
+
+def _read_rows(path, layout: str, keys: tuple[str, ...]) -> list[tuple[int, list[str]]]:
+    """(1-based line number, fields) of every non-blank line; checks the field count and the KEY word."""
+    n_fields = len(layout.split())
+    key_col = layout.split().index("KEY")
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                if len(fields) != n_fields:
+                    raise InputError(
+                        f"{path}, line {lineno}: expected {n_fields} fields ({layout}), "
+                        f"found {len(fields)}: {line.strip()!r}"
+                    )
+                if fields[key_col] not in keys:
+                    raise InputError(
+                        f"{path}, line {lineno}: unknown key {fields[key_col]!r} (expected {' or '.join(keys)})"
+                    )
+                rows.append((lineno, fields))
+    except OSError as e:
+        raise InputError(f"{path}: cannot read score file: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (expected lines '{layout}')") from None
+    if not rows:
+        raise InputError(f"{path}: empty score file (expected lines '{layout}')")
+    return rows
+
+
+def _parse_scores(rows: list[tuple[int, list[str]]], path) -> np.ndarray:
+    """(N,) float64 from the last field of each row; names the line of a token that is not a number."""
+    scores = np.empty(len(rows))
+    for i, (lineno, fields) in enumerate(rows):
+        try:
+            scores[i] = float(fields[-1])
+        except ValueError:
+            raise InputError(f"{path}, line {lineno}: score {fields[-1]!r} is not a number") from None
+    return scores
+
+
+def read_cm_scores(path: str | os.PathLike) -> CMScores:
+    """Read a CM score file (``UTT_ID SOURCE KEY SCORE`` lines)."""
+    rows = _read_rows(path, CM_LAYOUT, CM_KEYS)
+    utt_ids, sources, keys, _ = zip(*(fields for _, fields in rows))
+    return CMScores(utt_ids, sources, keys, _parse_scores(rows, path))
+
+
+def read_asv_scores(path: str | os.PathLike) -> ASVScores:
+    """Read an organisers' ASV score file (``SOURCE KEY SCORE`` lines); all three keys must occur."""
+    rows = _read_rows(path, ASV_LAYOUT, ASV_KEYS)
+    keys = np.array([fields[1] for _, fields in rows])
+    scores = _parse_scores(rows, path)
+    missing = [key for key in ASV_KEYS if not np.any(keys == key)]
+    if missing:
+        raise InputError(
+            f"{path}: no {' or '.join(missing)} lines; the t-DCF needs target, nontarget and spoof ASV scores"
+        )
+    return ASVScores(*(scores[keys == key] for key in ASV_KEYS))
+
+
+def write_cm_scores(path: str | os.PathLike, cm: CMScores) -> None:
+    """Write ``cm`` as a CM score file, atomically; scores keep every digit (they read back equal)."""
+    # Imported here, not at the top: utils.io imports torch, which metrics-only runs do not need.
+    from utils.io import atomic_open
+
+    for name, values in (("utterance id", cm.utt_ids), ("source", cm.sources)):
+        bad = [v for v in values.tolist() if v.split() != [v]]
+        if bad:
+            raise InputError(f"CM scores: {name} {bad[0]!r} is empty or holds white space")
+    try:
+        with atomic_open(path) as f:
+            for utt_id, source, key, score in zip(cm.utt_ids.tolist(), cm.sources.tolist(),
+                                                  cm.keys.tolist(), cm.scores.tolist()):
+                f.write(f"{utt_id} {source} {key} {score!r}\n")
+    except OSError as e:
+        raise InputError(f"{path}: cannot write score file: {e.strerror}") from None
+
+
+def compute_metrics(cm: CMScores, asv: ASVScores | None = None) -> dict:
+    """EER, min t-DCF (None without ASV scores) and EER per attack of a set of CM scores.
+
+    Returns:
+        {"eer_percent": float, "eer_threshold": float (CM score at the EER point),
+         "min_tdcf": float | None, "per_attack_eer_percent": {attack id: float}}
+    """
+    is_bonafide = cm.keys == "bonafide"
+    bonafide = check_scores(cm.scores[is_bonafide], "CM bona fide")
+    spoof = check_scores(cm.scores[~is_bonafide], "CM spoof")
+    n_distinct = np.unique(cm.scores).size
+    if n_distinct < 3:
+        raise InputError(
+            f"CM scores take only {n_distinct} distinct value(s); EER and t-DCF need soft scores "
+            "(e.g. the bona fide logit), not hard decisions"
+        )
+    eer, threshold = compute_eer(bonafide, spoof)
+    min_tdcf = None
+    if asv is not None:
+        min_tdcf = compute_min_tdcf(bonafide, spoof, asv.target, asv.nontarget, asv.spoof)
+    return {
+        "eer_percent": 100 * eer,
+        "eer_threshold": threshold,
+        "min_tdcf": min_tdcf,
+        "per_attack_eer_percent": per_attack_eer(bonafide, spoof, cm.sources[~is_bonafide]),
+    }
+
+
+def write_metrics_json(path: str | os.PathLike, metrics: dict) -> None:
+    """Write the dict of ``compute_metrics`` as JSON, atomically (floats keep every digit)."""
+    from utils.io import atomic_open  # see write_cm_scores: keeps torch out of metrics-only runs
+
+    try:
+        with atomic_open(path) as f:
+            json.dump(metrics, f, indent=2)
+            f.write("\n")
+    except OSError as e:
+        raise InputError(f"{path}: cannot write metrics: {e.strerror}") from None
