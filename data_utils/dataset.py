@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from utils.errors import InputError
 
@@ -200,10 +200,10 @@ def check_audio_exists(entries: Sequence[ProtocolEntry], audio_dir: str | os.Pat
 class TrainDataset(Dataset):
     """Training items: a random ``nb_samp`` window of each utterance and its label.
 
-    Each file is read when its item is requested. The crop draws from numpy's global generator, so
-    seed numpy in the main process, and in every DataLoader worker with a ``worker_init_fn`` (PyTorch
-    seeds ``random`` and ``torch`` per worker but not numpy: unseeded, forked workers repeat each
-    other's crops).
+    Each file is read when its item is requested. Index it with ``(index, crop_seed)`` pairs from
+    :class:`TrainSampler`: the crop then depends only on the run's seed, the epoch and the item, not
+    on which worker reads it, so runs are reproducible and a resumed run equals an uninterrupted one.
+    A plain integer index draws the crop from numpy's global generator.
     """
 
     def __init__(self, entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, nb_samp: int = NB_SAMP):
@@ -214,11 +214,39 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         """Returns: waveform (nb_samp,) float32, label (1 bona fide, 0 spoof)."""
+        index, crop_seed = key if isinstance(key, tuple) else (key, None)
+        rng = None if crop_seed is None else np.random.default_rng(crop_seed)
         entry = self.entries[index]
-        x = random_crop(load_audio(audio_path(self.audio_dir, entry.utt_id)), self.nb_samp)
+        x = random_crop(load_audio(audio_path(self.audio_dir, entry.utt_id)), self.nb_samp, rng)
         return torch.from_numpy(x), entry.label
+
+
+class TrainSampler(Sampler):
+    """Shuffled ``(index, crop_seed)`` pairs for one rank, fixed by ``(seed, epoch)``.
+
+    Every epoch draws a fresh permutation of all items; with ``world_size`` ranks, rank r takes every
+    world_size-th item of it, and each rank gets the same count (the remainder is dropped, as the
+    last incomplete batch is). Call :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, num_items: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.num_items, self.seed, self.rank, self.world_size = num_items, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_items // self.world_size
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.num_items)
+        crop_seeds = rng.integers(2**63, size=self.num_items)
+        mine = order[self.rank::self.world_size][:len(self)]
+        return iter([(int(i), int(crop_seeds[i])) for i in mine])
 
 
 class EvalDataset(Dataset):
