@@ -1,0 +1,42 @@
+"""Score a set with a model: the one routine shared by training (dev/eval each epoch) and evaluate.py."""
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from data_utils import EvalDataset
+from utils.distributed import DistInfo, gather_objects
+from utils.scores import CMScores
+
+
+@torch.no_grad()
+def score_batches(model: torch.nn.Module, loader: DataLoader, device: torch.device, desc: str = "scoring") -> np.ndarray:
+    """The published score, `logits[:, 1]` (bona fide logit), for every item of `loader`, in order.
+
+    Returns:
+        (N,) float32.
+    """
+    model.eval()
+    out = []
+    with tqdm(total=len(loader.dataset), desc=desc, unit="utt", disable=None, leave=False) as bar:
+        for x, _ in loader:
+            _, logits = model(x.to(device, non_blocking=True))
+            out.append(logits[:, 1].float().cpu().numpy())
+            bar.update(len(x))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def score_dataset(model: torch.nn.Module, dataset: EvalDataset, batch_size: int, device: torch.device,
+                  num_workers: int = 0, dist_info: DistInfo = DistInfo(), desc: str = "scoring") -> CMScores:
+    """Score every entry of `dataset`; under torchrun each rank scores a share and all ranks get the whole.
+
+    Returns the scores with each entry's id, source (attack id) and key, ready for `write_cm_scores`.
+    """
+    shard = list(range(dist_info.rank, len(dataset), dist_info.world_size))
+    loader = DataLoader(Subset(dataset, shard), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    scores = np.empty(len(dataset), dtype=np.float32)
+    for indices, part in gather_objects((shard, score_batches(model, loader, device, desc)), dist_info):
+        scores[indices] = part
+    entries = dataset.entries
+    return CMScores([e.utt_id for e in entries], [e.attack for e in entries], [e.key for e in entries], scores)
