@@ -1,12 +1,16 @@
 """Evaluate a countermeasure: EER, min t-DCF and EER per attack, as the published evaluation reports them.
 
+Score a set with a model (writes the score file, then reports its metrics):
+
+    python scripts/evaluate.py --config config/config.json --eval_set eval [--model_path W] [--json OUT.json]
+
 Metrics from an existing CM score file:
 
     python scripts/evaluate.py --scores SCORES.txt [--asv_scores ASV_SCORES.txt] [--json OUT.json]
 
 ASV_SCORES.txt: the organisers' file, e.g. LA/ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt.
 
-Without ``--asv_scores`` the min t-DCF is not computed (it needs the ASV system's scores).
+Without ASV scores (``--asv_scores``, or the set's file under the database) the min t-DCF is not computed.
 Bad input exits with status 2 and one ``error: ...`` line on stderr.
 """
 import argparse
@@ -21,14 +25,20 @@ from utils.scores import compute_metrics, read_asv_scores, read_cm_scores, write
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    with_model = parser.add_argument_group("score a set with a model")
+    with_model.add_argument("--config", type=Path, help="JSON config (model, database_path, model_path)")
+    with_model.add_argument("--eval_set", choices=["dev", "eval"], default="eval", help="which set (default eval)")
+    with_model.add_argument("--model_path", type=Path, help="weights; overrides the config's model_path")
+    with_model.add_argument("--database_path", type=Path, help="corpus root; overrides the config's database_path")
+    with_model.add_argument("--output_dir", type=Path, help="where the score file goes (default exp_result/evaluate)")
+    with_model.add_argument("--batch_size", type=int, help="default: the config's eval_batch_size or batch_size")
+    with_model.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     from_scores = parser.add_argument_group("metrics from a score file")
-    from_scores.add_argument("--scores", type=Path, required=True,
+    from_scores.add_argument("--scores", type=Path,
                              help="CM score file: lines 'UTT_ID SOURCE KEY SCORE', KEY bonafide|spoof")
     from_scores.add_argument("--asv_scores", type=Path,
-                             help="organisers' ASV score file ('SOURCE KEY SCORE'), needed for the min t-DCF")
-    # The model-scoring mode (--config CONFIG --eval_set dev|eval [--model_path]) gets its own group here
-    # (then --scores is required only without --config): it scores the set with the score() that training
-    # uses, writes a CM score file with utils.scores.write_cm_scores, and goes on as metrics_from_files does.
+                             help="organisers' ASV score file ('SOURCE KEY SCORE'), needed for the min t-DCF; "
+                                  "with --config it overrides the set's file under database_path")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     return parser
 
@@ -37,7 +47,7 @@ def report(metrics: dict) -> None:
     """Print EER, min t-DCF and the per-attack EER table of a ``compute_metrics`` dict."""
     print(f"EER:        {metrics['eer_percent']:.9f} %  (CM threshold {metrics['eer_threshold']:.6g})")
     if metrics["min_tdcf"] is None:
-        print("min t-DCF:  not computed (no ASV scores given: pass --asv_scores)")
+        print("min t-DCF:  not computed (no ASV scores; pass --asv_scores)")
     else:
         print(f"min t-DCF:  {metrics['min_tdcf']:.9f}")
     print("\nattack   EER (%)")
@@ -51,10 +61,54 @@ def metrics_from_files(scores_path: Path, asv_scores_path: Path | None) -> dict:
     return compute_metrics(read_cm_scores(scores_path), asv)
 
 
+def score_with_model(args) -> tuple[dict, Path]:
+    """Score `--eval_set` with the model; write the score file. Returns the metrics and its path."""
+    import torch  # here, not at the top: the metrics-only mode does not need torch
+
+    from data_utils import EvalDataset, check_audio_exists, read_protocol, split_paths
+    from models import load_model
+    from utils.config import load_config
+    from utils.scores import write_cm_scores
+    from utils.scoring import score_dataset
+
+    config = load_config(args.config)
+    database = args.database_path or Path(config.database_path)
+    model_path = args.model_path or Path(config.model_path)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda, but CUDA is not available")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    paths = split_paths(database, args.eval_set)
+    entries = read_protocol(paths.protocol)
+    check_audio_exists(entries, paths.audio_dir)
+    asv_path = args.asv_scores or database / (config.dev_asv_score_path if args.eval_set == "dev" else config.asv_score_path)
+    asv = read_asv_scores(asv_path) if args.asv_scores or asv_path.is_file() else None
+    if asv is None:
+        print(f"note: no ASV scores at {asv_path}: min t-DCF is not computed")
+
+    model = load_model(config, model_path, device)
+    dataset = EvalDataset(entries, paths.audio_dir, config.model_config.nb_samp)
+    batch_size = args.batch_size or config.eval_batch_size or config.batch_size
+    num_workers = config.num_workers if config.num_workers is not None else min(4, torch.get_num_threads())
+    cm = score_dataset(model, dataset, batch_size, device, num_workers, desc=args.eval_set)
+    score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.eval_set}_scores.txt"
+    write_cm_scores(score_file, cm)
+    return compute_metrics(cm, asv), score_file
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.config is None) == (args.scores is None):
+        parser.error("give either --config (score a set with a model) or --scores (metrics from a score file)")
+    if args.batch_size is not None and args.batch_size <= 0:
+        parser.error("--batch_size must be positive")
     try:
-        metrics = metrics_from_files(args.scores, args.asv_scores)
+        if args.config is not None:
+            metrics, score_file = score_with_model(args)
+            print(f"scores: {score_file}")
+            metrics["score_file"] = str(score_file)
+        else:
+            metrics = metrics_from_files(args.scores, args.asv_scores)
         report(metrics)
         if args.json is not None:
             write_metrics_json(args.json, metrics)
