@@ -31,7 +31,7 @@ from tqdm import tqdm  # noqa: E402
 from data_utils import EvalDataset, TrainDataset, TrainSampler, check_audio_exists, read_protocol, split_paths  # noqa: E402
 from models import AASIST  # noqa: E402
 from utils.config import Config, config_from_dict, config_to_dict, load_config  # noqa: E402
-from utils.distributed import DistInfo, broadcast_object, cleanup, init_distributed  # noqa: E402
+from utils.distributed import DistInfo, average_across_ranks_, cleanup, init_distributed  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 from utils.io import atomic_open, atomic_torch_save  # noqa: E402
 from utils.optimizer import build_optimizer, build_scheduler, scheduler_interval  # noqa: E402
@@ -279,7 +279,9 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
     if dist_info.enabled:
         if device_type == "cuda":  # BatchNorm over the whole global batch, as on one GPU
             train_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device_type == "cuda" else None)
+        # static_graph: the residual blocks' bn1 never gets a gradient (the published forward discards it).
+        train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device_type == "cuda" else None,
+                                              static_graph=True)
 
     writer = None
     if dist_info.is_main:
@@ -346,6 +348,9 @@ def finish_swa(swa_model, train_loader, splits, config, device, dist_info, num_w
     train_loader.sampler.set_epoch(config.num_epochs)
     update_bn(train_loader, swa_model, device=device)
     averaged = swa_model.module
+    # Each rank saw its own share of the data: pool the statistics so every rank holds the same model.
+    average_across_ranks_([t for m in averaged.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                           for t in (m.running_mean, m.running_var)], dist_info)
     if dist_info.is_main:
         atomic_torch_save(averaged.state_dict(), run_dir / "weights" / "swa.pth")
     ev = score_and_measure(averaged, splits["eval"], config, device, dist_info, num_workers,

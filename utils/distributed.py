@@ -45,15 +45,15 @@ def gather_objects(obj, info: DistInfo) -> list:
     return out
 
 
-def broadcast_object(obj, info: DistInfo):
-    """Rank 0's `obj` on every rank."""
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def average_across_ranks_(tensors, info: DistInfo) -> None:
+    """Replace each tensor, in place, by its mean over all ranks."""
+    if not info.enabled:
+        return
+    for t in tensors:
+        dist.all_reduce(t)
+        t /= info.world_size
