@@ -2,10 +2,9 @@
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .layers import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, ResidualBlock, SincConv
+from .layers import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, ResidualBlock, SincConv, max_pool
 
 NUM_ENCODER_BLOCKS = 6
 _STEM_POOL = 3  # max_pool2d (3, 3) after the sinc convolution
@@ -85,7 +84,7 @@ class AASIST(nn.Module):
                              f"({self.min_samples / 16000:.3f} s at 16 kHz), got {x.shape[1]}")
 
         x = self.conv_time(x.unsqueeze(1), freq_aug=freq_aug)            # (B, 70, T - 128)
-        x = F.max_pool2d(torch.abs(x).unsqueeze(1), (3, 3))               # (B, 1, 23, (T - 128) // 3)
+        x = max_pool(torch.abs(x).unsqueeze(1), (3, 3))                   # (B, 1, 23, (T - 128) // 3)
         x = self.selu(self.first_bn(x))
         e = self.encoder(x)                                               # (B, C, 23, Tn)
 

@@ -83,14 +83,27 @@ class ResidualBlock(nn.Module):
             self.conv_downsample = nn.Conv2d(in_channels, out_channels, kernel_size=(1, 3), padding=(0, 1))
         else:
             self.conv_downsample = None
-        self.mp = nn.MaxPool2d((1, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)                     # (B, out, F+1, T)
         out = self.selu(self.bn2(out))
         out = self.conv2(out)                   # (B, out, F, T)
         identity = x if self.conv_downsample is None else self.conv_downsample(x)
-        return self.mp(out + identity)          # (B, out, F, T // 3)
+        return max_pool(out + identity, (1, 3))  # (B, out, F, T // 3)
+
+
+def max_pool(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """`F.max_pool2d(x, kernel)` (stride = kernel, remainder dropped) over the last two axes.
+
+    Without autograd it takes the maxima of a reshaped view, which gives the same values about 4x
+    faster on a CPU. With autograd it stays max_pool2d: at tied maxima (constant stretches of
+    activations, e.g. digital silence) max_pool2d sends the gradient to one input, amax would split it.
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        return F.max_pool2d(x, kernel)
+    kf, kt = kernel
+    f, t = x.shape[-2] // kf * kf, x.shape[-1] // kt * kt
+    return x[..., :f, :t].unflatten(-1, (-1, kt)).unflatten(-3, (-1, kf)).amax(dim=(-3, -1))
 
 
 def pairwise_products(x: torch.Tensor) -> torch.Tensor:

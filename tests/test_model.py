@@ -172,3 +172,13 @@ def test_missing_or_garbage_weights_file(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"\x00not a checkpoint")
     with pytest.raises(InputError, match="junk.pth"):
         load_state_dict(tmp_path / "junk.pth")
+
+
+def test_inference_pooling_equals_max_pool2d():
+    from models.layers import max_pool
+    x = torch.randn(2, 3, 23, 100)
+    for kernel in ((1, 3), (3, 3)):
+        expected = torch.nn.functional.max_pool2d(x, kernel)
+        with torch.no_grad():
+            assert torch.equal(max_pool(x, kernel), expected)
+        assert torch.equal(max_pool(x.clone().requires_grad_(), kernel).detach(), expected)
