@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_model.add_argument("--output_dir", type=Path, help="where the score file goes (default exp_result/evaluate)")
     with_model.add_argument("--batch_size", type=int, help="default: the config's eval_batch_size or batch_size")
     with_model.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
+    with_model.add_argument("--precision", choices=["fp32", "bf16"],
+                            help="default: the config's precision if it names one, else fp32 (the published numbers)")
     from_scores = parser.add_argument_group("metrics from a score file")
     from_scores.add_argument("--scores", type=Path,
                              help="CM score file: lines 'UTT_ID SOURCE KEY SCORE', KEY bonafide|spoof")
@@ -89,7 +91,8 @@ def score_with_model(args) -> tuple[dict, Path]:
     dataset = EvalDataset(entries, paths.audio_dir, config.model_config.nb_samp)
     batch_size = args.batch_size or config.eval_batch_size or config.batch_size
     num_workers = config.num_workers if config.num_workers is not None else min(4, torch.get_num_threads())
-    cm = score_dataset(model, dataset, batch_size, device, num_workers, desc=args.eval_set)
+    precision = args.precision or (config.precision if config.precision != "auto" else "fp32")
+    cm = score_dataset(model, dataset, batch_size, device, num_workers, desc=args.eval_set, precision=precision)
     score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.eval_set}_scores.txt"
     write_cm_scores(score_file, cm)
     return compute_metrics(cm, asv), score_file

@@ -34,6 +34,7 @@ from utils.config import Config, config_from_dict, config_to_dict, load_config  
 from utils.distributed import DistInfo, average_across_ranks_, cleanup, init_distributed  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 from utils.io import atomic_open, atomic_torch_save  # noqa: E402
+from utils.precision import autocast, maybe_compile, resolve_precision  # noqa: E402
 from utils.optimizer import build_optimizer, build_scheduler, scheduler_interval  # noqa: E402
 from utils.scores import ASVScores, compute_metrics, read_asv_scores, write_cm_scores  # noqa: E402
 from utils.scoring import score_dataset  # noqa: E402
@@ -135,7 +136,7 @@ def load_splits(config: Config, need_eval: bool, dist_info: DistInfo) -> dict[st
 # --- one epoch -----------------------------------------------------------------------------
 
 def train_one_epoch(model, loader, optimizer, scheduler, step_scheduler: bool, device, config: Config,
-                    epoch: int, dist_info: DistInfo, writer) -> float:
+                    precision: str, epoch: int, dist_info: DistInfo, writer) -> float:
     """One pass over the training data; returns the mean loss. Stops the run on a NaN or inf loss."""
     model.train()
     weight = torch.tensor(CLASS_WEIGHTS, device=device)
@@ -143,8 +144,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, step_scheduler: bool, d
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=None if dist_info.is_main else True, leave=False)
     for step, (x, y) in enumerate(bar):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        _, logits = model(x, freq_aug=config.freq_aug)
-        loss = F.cross_entropy(logits, y, weight=weight)
+        with autocast(precision, device):
+            _, logits = model(x, freq_aug=config.freq_aug)
+        loss = F.cross_entropy(logits.float(), y, weight=weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}; "
                                      "stopping (the last good checkpoint is kept)")
@@ -162,14 +164,27 @@ def train_one_epoch(model, loader, optimizer, scheduler, step_scheduler: bool, d
     return total_loss / max(total_items, 1)
 
 
-def score_and_measure(model, split: Split, config: Config, device, dist_info: DistInfo, num_workers: int,
-                      score_path: Path | None, desc: str) -> dict:
+@dataclass
+class Run:
+    """What every step of a run needs to know, in one place."""
+    config: Config
+    device: torch.device
+    dist_info: DistInfo
+    splits: dict[str, Split]
+    run_dir: Path
+    num_workers: int
+    precision: str
+    writer: object = None  # TensorBoard SummaryWriter on rank 0
+
+
+def score_and_measure(run: Run, model, split: str, score_file: str | None, desc: str) -> dict:
     """Score a set (all ranks share the work); rank 0 writes the score file. Returns the metrics."""
-    batch_size = config.eval_batch_size or config.batch_size
-    cm = score_dataset(model, split.dataset, batch_size, device, num_workers, dist_info, desc)
-    if dist_info.is_main and score_path is not None:
-        write_cm_scores(score_path, cm)
-    return compute_metrics(cm, split.asv)
+    batch_size = run.config.eval_batch_size or run.config.batch_size
+    cm = score_dataset(model, run.splits[split].dataset, batch_size, run.device, run.num_workers, run.dist_info,
+                       desc, run.precision)
+    if run.dist_info.is_main and score_file is not None:
+        write_cm_scores(run.run_dir / score_file, cm)
+    return compute_metrics(cm, run.splits[split].asv)
 
 
 # --- checkpoints and logs ------------------------------------------------------------------
@@ -252,6 +267,7 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
     need_eval = config.eval_all_best or config.swa_max_dev_eer > 0
     splits = load_splits(config, need_eval, dist_info)
     num_workers = config.num_workers if config.num_workers is not None else min(4, torch.get_num_threads())
+    run = Run(config, device, dist_info, splits, run_dir, num_workers, resolve_precision(config.precision, device))
     sampler = TrainSampler(len(splits["train"].dataset), seed, dist_info.rank, dist_info.world_size)
     train_loader = DataLoader(splits["train"].dataset, batch_size=config.batch_size // dist_info.world_size,
                               sampler=sampler, drop_last=True, num_workers=num_workers,
@@ -282,14 +298,16 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
         # static_graph: the residual blocks' bn1 never gets a gradient (the published forward discards it).
         train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device_type == "cuda" else None,
                                               static_graph=True)
+    train_model = maybe_compile(train_model, config.compile, device)
+    score_model = maybe_compile(model, config.compile, device)
 
-    writer = None
     if dist_info.is_main:
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
         with atomic_open(run_dir / "config.json") as f:
             json.dump(config_to_dict(config), f, indent=2)
-        writer = open_tensorboard(run_dir, purge_step=state.epoch)
-        say(dist_info, f"run folder: {run_dir}  device: {device}  processes: {dist_info.world_size}  "
+        run.writer = open_tensorboard(run_dir, purge_step=state.epoch)
+        say(dist_info, f"run folder: {run_dir}  device: {device}  precision: {run.precision}  "
+                       f"processes: {dist_info.world_size}  "
                        f"train/dev: {len(splits['train'].dataset)}/{len(splits['dev'].dataset)} utterances")
 
     for epoch in range(state.epoch, config.num_epochs):
@@ -297,67 +315,63 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
         sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         loss = train_one_epoch(train_model, train_loader, optimizer, scheduler, step_scheduler, device, config,
-                               epoch, dist_info, writer)
+                               run.precision, epoch, dist_info, run.writer)
         if scheduler is not None and not step_scheduler:
             scheduler.step()
-        dev = score_and_measure(model, splits["dev"], config, device, dist_info, num_workers,
-                                run_dir / "dev_scores.txt", "dev")
+        dev = score_and_measure(run, score_model, "dev", "dev_scores.txt", "dev")
         if dev["eer_percent"] <= state.best_dev_eer:  # ties count, as in the published script
             state.best_dev_eer, state.best_epoch = dev["eer_percent"], epoch
-            on_new_best(model, swa_model, splits, config, device, dist_info, num_workers, run_dir, epoch,
-                        dev, state, writer)
+            on_new_best(run, model, score_model, swa_model, epoch, dev, state)
         state.epoch = epoch + 1
         state.history.append({"epoch": epoch, "loss": loss, "lr": lr, "dev_eer": dev["eer_percent"],
                               "dev_tdcf": dev["min_tdcf"], "seconds": time.time() - t0})
         if dist_info.is_main:
             save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, swa_model, state, config, seed)
             write_metric_log(run_dir / "metric_log.txt", state.history)
-            log_epoch(writer, state.history[-1], state)
+            log_epoch(run.writer, state.history[-1], state)
             say(dist_info, f"epoch {epoch}: loss {loss:.4f}  dev EER {dev['eer_percent']:.3f} %  "
                            f"dev min t-DCF {_fmt(dev['min_tdcf'])}  best {state.best_dev_eer:.3f} % (epoch {state.best_epoch})")
 
     if state.swa_epochs:
-        finish_swa(swa_model, train_loader, splits, config, device, dist_info, num_workers, run_dir, writer, state)
-    if writer is not None:
-        writer.close()
+        finish_swa(run, swa_model, train_loader, state)
+    if run.writer is not None:
+        run.writer.close()
     say(dist_info, f"done: best dev EER {state.best_dev_eer:.3f} % at epoch {state.best_epoch}; weights in {run_dir / 'weights'}")
 
 
-def on_new_best(model, swa_model, splits, config, device, dist_info, num_workers, run_dir, epoch, dev, state, writer):
+def on_new_best(run: Run, model, score_model, swa_model, epoch: int, dev: dict, state: RunState) -> None:
     """Dev EER improved: save the weights, score eval if asked, and add them to the average if good enough."""
-    if dist_info.is_main:
+    if run.dist_info.is_main:
         weights = model.state_dict()
-        atomic_torch_save(weights, run_dir / "weights" / f"epoch_{epoch}_{dev['eer_percent']:03.3f}.pth")
-        atomic_torch_save(weights, run_dir / "weights" / "best.pth")
-    if config.eval_all_best:
-        ev = score_and_measure(model, splits["eval"], config, device, dist_info, num_workers,
-                               run_dir / config.eval_output, "eval")
-        say(dist_info, f"  eval with the best dev model: EER {ev['eer_percent']:.3f} %  min t-DCF {_fmt(ev['min_tdcf'])}")
-        if writer is not None:
-            writer.add_scalar("eval/eer_percent", ev["eer_percent"], epoch)
+        atomic_torch_save(weights, run.run_dir / "weights" / f"epoch_{epoch}_{dev['eer_percent']:03.3f}.pth")
+        atomic_torch_save(weights, run.run_dir / "weights" / "best.pth")
+    if run.config.eval_all_best:
+        ev = score_and_measure(run, score_model, "eval", run.config.eval_output, "eval")
+        say(run.dist_info, f"  eval with the best dev model: EER {ev['eer_percent']:.3f} %  min t-DCF {_fmt(ev['min_tdcf'])}")
+        if run.writer is not None:
+            run.writer.add_scalar("eval/eer_percent", ev["eer_percent"], epoch)
             if ev["min_tdcf"] is not None:
-                writer.add_scalar("eval/min_tdcf", ev["min_tdcf"], epoch)
-    if dev["eer_percent"] <= config.swa_max_dev_eer:
+                run.writer.add_scalar("eval/min_tdcf", ev["min_tdcf"], epoch)
+    if dev["eer_percent"] <= run.config.swa_max_dev_eer:
         swa_model.update_parameters(model)
         state.swa_epochs.append(epoch)
 
 
-def finish_swa(swa_model, train_loader, splits, config, device, dist_info, num_workers, run_dir, writer, state):
+def finish_swa(run: Run, swa_model, train_loader, state: RunState) -> None:
     """Recompute BatchNorm statistics of the averaged weights over the training data, score eval, save."""
-    say(dist_info, f"weight averaging over epochs {state.swa_epochs}: recomputing BatchNorm statistics")
-    train_loader.sampler.set_epoch(config.num_epochs)
-    update_bn(train_loader, swa_model, device=device)
+    say(run.dist_info, f"weight averaging over epochs {state.swa_epochs}: recomputing BatchNorm statistics")
+    train_loader.sampler.set_epoch(run.config.num_epochs)
+    update_bn(train_loader, swa_model, device=run.device)
     averaged = swa_model.module
     # Each rank saw its own share of the data: pool the statistics so every rank holds the same model.
     average_across_ranks_([t for m in averaged.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                           for t in (m.running_mean, m.running_var)], dist_info)
-    if dist_info.is_main:
-        atomic_torch_save(averaged.state_dict(), run_dir / "weights" / "swa.pth")
-    ev = score_and_measure(averaged, splits["eval"], config, device, dist_info, num_workers,
-                           run_dir / "eval_scores_swa.txt", "eval (SWA)")
-    say(dist_info, f"eval with the averaged weights: EER {ev['eer_percent']:.3f} %  min t-DCF {_fmt(ev['min_tdcf'])}")
-    if writer is not None:
-        writer.add_scalar("eval/swa_eer_percent", ev["eer_percent"], config.num_epochs)
+                           for t in (m.running_mean, m.running_var)], run.dist_info)
+    if run.dist_info.is_main:
+        atomic_torch_save(averaged.state_dict(), run.run_dir / "weights" / "swa.pth")
+    ev = score_and_measure(run, averaged, "eval", "eval_scores_swa.txt", "eval (SWA)")
+    say(run.dist_info, f"eval with the averaged weights: EER {ev['eer_percent']:.3f} %  min t-DCF {_fmt(ev['min_tdcf'])}")
+    if run.writer is not None:
+        run.writer.add_scalar("eval/swa_eer_percent", ev["eer_percent"], run.config.num_epochs)
 
 
 def log_epoch(writer, h: dict, state: RunState) -> None:

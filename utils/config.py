@@ -16,6 +16,7 @@ from .errors import InputError
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("cosine", "multistep", "sgdr", "keras_decay", "none")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,14 @@ class Config:
     eval_batch_size: Optional[int] = None  # None: the training batch size
     num_workers: Optional[int] = None      # None: min(4, CPU count)
     pin_memory: bool = True                # used on CUDA only
+    # Speed (see README, Performance). "auto": bf16 autocast for training on CUDA, fp32 elsewhere;
+    # evaluate.py scores in fp32 unless told otherwise. compile None: torch.compile on CUDA only.
+    precision: str = "auto"
+    compile: Optional[bool] = None
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision: unknown value {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.loss != "CCE":
             raise InputError(f"loss: only 'CCE' (weighted cross-entropy) is implemented, got {self.loss!r}")
         if self.track != "LA":

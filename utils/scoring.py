@@ -6,11 +6,13 @@ from tqdm import tqdm
 
 from data_utils import EvalDataset
 from utils.distributed import DistInfo, gather_objects
+from utils.precision import autocast
 from utils.scores import CMScores
 
 
 @torch.no_grad()
-def score_batches(model: torch.nn.Module, loader: DataLoader, device: torch.device, desc: str = "scoring") -> np.ndarray:
+def score_batches(model: torch.nn.Module, loader: DataLoader, device: torch.device, desc: str = "scoring",
+                  precision: str = "fp32") -> np.ndarray:
     """The published score, `logits[:, 1]` (bona fide logit), for every item of `loader`, in order.
 
     Returns:
@@ -20,14 +22,16 @@ def score_batches(model: torch.nn.Module, loader: DataLoader, device: torch.devi
     out = []
     with tqdm(total=len(loader.dataset), desc=desc, unit="utt", disable=None, leave=False) as bar:
         for x, _ in loader:
-            _, logits = model(x.to(device, non_blocking=True))
+            with autocast(precision, device):
+                _, logits = model(x.to(device, non_blocking=True))
             out.append(logits[:, 1].float().cpu().numpy())
             bar.update(len(x))
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 def score_dataset(model: torch.nn.Module, dataset: EvalDataset, batch_size: int, device: torch.device,
-                  num_workers: int = 0, dist_info: DistInfo = DistInfo(), desc: str = "scoring") -> CMScores:
+                  num_workers: int = 0, dist_info: DistInfo = DistInfo(), desc: str = "scoring",
+                  precision: str = "fp32") -> CMScores:
     """Score every entry of `dataset`; under torchrun each rank scores a share and all ranks get the whole.
 
     Returns the scores with each entry's id, source (attack id) and key, ready for `write_cm_scores`.
@@ -36,7 +40,7 @@ def score_dataset(model: torch.nn.Module, dataset: EvalDataset, batch_size: int,
     loader = DataLoader(Subset(dataset, shard), batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
     scores = np.empty(len(dataset), dtype=np.float32)
-    for indices, part in gather_objects((shard, score_batches(model, loader, device, desc)), dist_info):
+    for indices, part in gather_objects((shard, score_batches(model, loader, device, desc, precision)), dist_info):
         scores[indices] = part
     entries = dataset.entries
     return CMScores([e.utt_id for e in entries], [e.attack for e in entries], [e.key for e in entries], scores)
