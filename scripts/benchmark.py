@@ -1,0 +1,201 @@
+"""Measure training and scoring throughput, peak memory and loader speed, against the published code's cost.
+
+    python scripts/benchmark.py --device cuda --compile --json bench.json
+    python scripts/benchmark.py --device cpu --batch_size 8
+
+Every mode runs the same network on the same synthetic input. The baseline, "published", runs the
+published forward pass's full work (the discarded bn1 + SELU in every residual block, max_pool2d
+everywhere) in fp32 eager mode; the ratio column is each mode's throughput over the baseline's,
+measured in the same run. Times are medians of --repeats timed repeats after --warmup untimed ones,
+with device synchronisation. Loader speed is items/s of one worker reading flac and cropping.
+"""
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from data_utils import ProtocolEntry, TrainDataset  # noqa: E402
+from models import AASIST, aasist, layers  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.errors import InputError  # noqa: E402
+from utils.precision import autocast  # noqa: E402
+
+
+# --- the baseline: the published forward pass's work --------------------------------------------
+
+def _published_block_forward(self, x):
+    if not self.first:
+        self.selu(self.bn1(x))  # computed and discarded, as the published block does
+    out = self.conv2(self.selu(self.bn2(self.conv1(x))))
+    identity = x if self.conv_downsample is None else self.conv_downsample(x)
+    return F.max_pool2d(out + identity, (1, 3))
+
+
+@contextlib.contextmanager
+def published_work():
+    """Run AASIST with the published code's extra work (same outputs, more time)."""
+    with mock.patch.object(layers.ResidualBlock, "forward", _published_block_forward), \
+            mock.patch.object(aasist, "max_pool", F.max_pool2d):
+        yield
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
+    """Median seconds of `fn()` over `repeats` runs after `warmup` runs, device synchronised."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure_mode(model_config, mode: dict, device, batch_size: int, eval_batch_size: int, nb_samp: int,
+                 warmup: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = AASIST(model_config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    weight = torch.tensor([0.1, 0.9], device=device)
+    x_train = torch.randn(batch_size, nb_samp, device=device)
+    y_train = torch.randint(0, 2, (batch_size,), device=device)
+    x_eval = torch.randn(eval_batch_size, nb_samp, device=device)
+    run_model = torch.compile(model) if mode["compile"] else model
+    patch = published_work() if mode["published"] else contextlib.nullcontext()
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = mode["published"]
+        torch.backends.cudnn.benchmark = not mode["published"]
+
+    def train_step():
+        model.train()
+        with autocast(mode["precision"], device):
+            _, logits = run_model(x_train)
+        loss = F.cross_entropy(logits.float(), y_train, weight=weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    @torch.no_grad()
+    def score_step():
+        model.eval()
+        with autocast(mode["precision"], device):
+            run_model(x_eval)
+
+    with patch:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t_train = timed(train_step, device, warmup, repeats)
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        t_eval = timed(score_step, device, warmup, repeats)
+    return {"mode": mode["name"], "train_samples_per_s": batch_size / t_train,
+            "score_samples_per_s": eval_batch_size / t_eval, "peak_train_memory_gib": peak}
+
+
+def measure_loader(nb_samp: int, data_dir: Path | None, num_items: int) -> float:
+    """Items/s of one loader worker: read a flac, random crop (or repeat-pad) to nb_samp."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if data_dir is None:  # real flac files of typical 2019 LA lengths (1.5 to 6 s)
+            data_dir = Path(tmp)
+            rng = np.random.default_rng(0)
+            for i in range(num_items):
+                n = int(rng.integers(24_000, 96_000))
+                sf.write(data_dir / f"u{i}.flac", (0.1 * rng.standard_normal(n)).clip(-1, 1), 16000, subtype="PCM_16")
+        files = sorted(data_dir.glob("*.flac"))[:num_items]
+        if not files:
+            raise InputError(f"no .flac files in {data_dir}")
+        dataset = TrainDataset([ProtocolEntry("-", f.stem, "-", "bonafide") for f in files], data_dir, nb_samp)
+        t0 = time.perf_counter()
+        for i in range(len(dataset)):
+            dataset[(i, i)]
+        return len(dataset) / (time.perf_counter() - t0)
+
+
+def modes_for(device: torch.device, precisions: list[str], compile_too: bool) -> list[dict]:
+    modes = [{"name": "published (fp32 eager)", "published": True, "precision": "fp32", "compile": False}]
+    for p in precisions:
+        modes.append({"name": f"{p} eager", "published": False, "precision": p, "compile": False})
+        if compile_too:
+            modes.append({"name": f"{p} compiled", "published": False, "precision": p, "compile": True})
+    return modes
+
+
+def print_table(device_name: str, rows: list[dict], batch_size: int, eval_batch_size: int, loader: float) -> None:
+    base = rows[0]
+    print(f"\n{device_name}: train batch {batch_size}, scoring batch {eval_batch_size}")
+    print(f"{'mode':<24} {'train samp/s':>12} {'ratio':>6} {'score samp/s':>12} {'ratio':>6} {'peak train GiB':>14}")
+    for r in rows:
+        peak = "-" if r["peak_train_memory_gib"] is None else f"{r['peak_train_memory_gib']:.1f}"
+        print(f"{r['mode']:<24} {r['train_samples_per_s']:12.1f} "
+              f"{r['train_samples_per_s'] / base['train_samples_per_s']:6.2f} {r['score_samples_per_s']:12.1f} "
+              f"{r['score_samples_per_s'] / base['score_samples_per_s']:6.2f} {peak:>14}")
+    best_train = max(r["train_samples_per_s"] for r in rows)
+    print(f"loader: {loader:.0f} items/s per worker (flac read + crop); "
+          f"the fastest training mode needs about {int(np.ceil(best_train / loader))} workers")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, default=REPO_ROOT / "config" / "config.json", help="model to measure")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available")
+    p.add_argument("--batch_size", type=int, default=None, help="training batch (default: the config's)")
+    p.add_argument("--eval_batch_size", type=int, default=None, help="scoring batch (default 256 on CUDA, else --batch_size)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "both"], default=None,
+                   help="modes besides the baseline (default: both on CUDA, fp32 on CPU)")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile'd modes")
+    p.add_argument("--warmup", type=int, default=3, help="untimed repeats first (compilation happens here)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
+    p.add_argument("--loader_data", type=Path, default=None, help="folder of flac files for the loader (default: generated)")
+    p.add_argument("--loader_items", type=int, default=64, help="files the loader measurement reads")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args(argv)
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda, but CUDA is not available", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    batch_size = args.batch_size or config.batch_size
+    eval_batch_size = args.eval_batch_size or (256 if device.type == "cuda" else batch_size)
+    precision = args.precision or ("both" if device.type == "cuda" else "fp32")
+    precisions = ["fp32", "bf16"] if precision == "both" else [precision]
+    nb_samp = config.model_config.nb_samp
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+
+    rows = [measure_mode(config.model_config, mode, device, batch_size, eval_batch_size, nb_samp,
+                         args.warmup, args.repeats)
+            for mode in modes_for(device, precisions, args.compile)]
+    loader = measure_loader(nb_samp, args.loader_data, args.loader_items)
+    print_table(device_name, rows, batch_size, eval_batch_size, loader)
+    if args.json is not None:
+        from utils.io import atomic_open
+        with atomic_open(args.json) as f:
+            json.dump({"device": device_name, "torch": torch.__version__, "batch_size": batch_size,
+                       "eval_batch_size": eval_batch_size, "modes": rows, "loader_items_per_s_per_worker": loader},
+                      f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""train.py end to end on the demo corpus with a tiny network: files, resume after SIGKILL, torchrun, failures."""
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_MODEL = {"architecture": "AASIST", "nb_samp": 4000, "first_conv": 128,
+              "filts": [70, [1, 4], [4, 4], [4, 8], [8, 8]], "gat_dims": [8, 8],
+              "pool_ratios": [0.5, 0.7, 0.5, 0.5], "temperatures": [2.0, 2.0, 100.0, 100.0]}
+
+
+def load_script(repo_root: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, repo_root / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def corpus(repo_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "LA"
+    load_script(repo_root, "make_demo_data").main(["--out", str(out), "--seed", "0", "--scale", "0.1"])
+    return out
+
+
+def tiny_config(repo_root: Path, corpus: Path, path: Path, **changes) -> Path:
+    config = json.loads((repo_root / "config" / "demo.json").read_text())
+    config.update(database_path=str(corpus), model_config=TINY_MODEL, batch_size=8, num_epochs=2,
+                  num_workers=0, swa_max_dev_eer=100.0, eval_batch_size=16)
+    config.update(changes)
+    path.write_text(json.dumps(config))
+    return path
+
+
+def run_train(repo_root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/train.py", *args], cwd=repo_root, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def state_dicts_equal(a: Path, b: Path) -> bool:
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def finished_run(repo_root, corpus, tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("run")
+    config = tiny_config(repo_root, corpus, tmp / "tiny.json", num_epochs=3)
+    result = run_train(repo_root, "--config", str(config), "--output_dir", str(tmp / "run"), "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    return config, tmp / "run"
+
+
+def test_training_writes_a_complete_run_folder(finished_run, repo_root, tmp_path):
+    config, run = finished_run
+    for name in ("config.json", "metric_log.txt", "checkpoint.pth", "dev_scores.txt",
+                 "eval_scores_using_best_dev_model.txt", "eval_scores_swa.txt", "weights/best.pth", "weights/swa.pth"):
+        assert (run / name).is_file(), name
+    assert list(run.glob("events.out.tfevents.*"))
+    assert list((run / "weights").glob("epoch_*_*.pth"))
+    log = (run / "metric_log.txt").read_text().splitlines()
+    assert log[0].split("\t") == ["epoch", "loss", "lr", "dev_eer_percent", "dev_min_tdcf", "seconds"]
+    assert [line.split("\t")[0] for line in log[1:]] == ["0", "1", "2"]
+    # the saved weights are bare state dicts with the published key names, loadable for scoring
+    result = subprocess.run(
+        [sys.executable, "scripts/evaluate.py", "--config", str(config), "--eval_set", "eval",
+         "--model_path", str(run / "weights" / "best.pth"), "--output_dir", str(tmp_path), "--json",
+         str(tmp_path / "m.json"), "--device", "cpu"],
+        cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 0 <= metrics["eer_percent"] <= 100 and metrics["min_tdcf"] is not None
+    assert "A07" in metrics["per_attack_eer_percent"]  # the attack training never saw
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(finished_run, repo_root, tmp_path):
+    config, reference = finished_run
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "scripts/train.py", "--config", str(config), "--output_dir", str(run),
+                             "--seed", "7"], cwd=repo_root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (run / "checkpoint.pth").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the second epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run / "checkpoint.pth").exists(), "the run ended before its first checkpoint"
+    result = run_train(repo_root, "--resume", "--output_dir", str(run))
+    assert result.returncode == 0, result.stderr
+    for name in ("weights/best.pth", "weights/swa.pth"):
+        assert state_dicts_equal(reference / name, run / name), name
+    resumed = torch.load(run / "checkpoint.pth", weights_only=True)
+    uninterrupted = torch.load(reference / "checkpoint.pth", weights_only=True)
+    assert all(torch.equal(resumed["model"][k], v) for k, v in uninterrupted["model"].items())
+    assert len((run / "metric_log.txt").read_text().splitlines()) == 4  # header + 3 epochs, no duplicate
+
+
+def test_two_process_torchrun(repo_root, corpus, tmp_path):
+    config = tiny_config(repo_root, corpus, tmp_path / "tiny.json", num_epochs=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+         "scripts/train.py", "--config", str(config), "--output_dir", str(tmp_path / "ddp"), "--device", "cpu"],
+        cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = [p.parent for p in tmp_path.rglob("checkpoint.pth")]
+    assert runs == [tmp_path / "ddp"]
+    assert len((tmp_path / "ddp" / "metric_log.txt").read_text().splitlines()) == 2
+    assert (tmp_path / "ddp" / "weights" / "swa.pth").is_file()
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(repo_root, corpus, tmp_path, monkeypatch, capsys):
+    train = load_script(repo_root, "train")
+    config = tiny_config(repo_root, corpus, tmp_path / "tiny.json", num_epochs=3, eval_all_best=False)
+    real_cross_entropy = train.F.cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):  # NaN from the 2nd step of epoch 1 (train has 6 batches per epoch)
+        calls["n"] += 1
+        loss = real_cross_entropy(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == steps_per_epoch + 2 else loss
+
+    steps_per_epoch = len(train.read_protocol(train.split_paths(corpus, "train").protocol)) // 8
+    monkeypatch.setattr(train.F, "cross_entropy", poisoned)
+    code = train.main(["--config", str(config), "--output_dir", str(tmp_path / "run"), "--device", "cpu"])
+    assert code == 2
+    assert "loss is nan at epoch 1, step 1" in capsys.readouterr().err
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)
+    assert checkpoint["run_state"]["epoch"] == 1
+
+
+def test_missing_audio_is_found_before_training(repo_root, corpus, tmp_path):
+    broken = tmp_path / "LA"
+    subprocess.run(["cp", "-r", str(corpus), str(broken)], check=True)
+    flacs = sorted((broken / "ASVspoof2019_LA_train" / "flac").glob("*.flac"))
+    for f in flacs[:7]:
+        f.unlink()
+    config = tiny_config(repo_root, broken, tmp_path / "tiny.json")
+    result = run_train(repo_root, "--config", str(config), "--output_dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert f"7 of {len(flacs)} audio files in the protocol are missing" in result.stderr
+    assert flacs[0].name in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoint.pth").exists()
+
+
+def test_run_folder_is_not_overwritten_and_resume_needs_a_checkpoint(finished_run, repo_root, tmp_path):
+    config, run = finished_run
+    again = run_train(repo_root, "--config", str(config), "--output_dir", str(run))
+    assert again.returncode == 2 and "already holds a run; pass --resume" in again.stderr
+    nothing = run_train(repo_root, "--resume", "--output_dir", str(tmp_path))
+    assert nothing.returncode == 2 and "no checkpoint.pth" in nothing.stderr
