@@ -6,6 +6,7 @@
     score = logits[:, 1]                 # bona fide logit: higher = more likely bona fide
 """
 from .aasist import AASIST, min_input_length
+from .inference import score
 from .loading import load_model, load_state_dict
 
-__all__ = ["AASIST", "load_model", "load_state_dict", "min_input_length"]
+__all__ = ["AASIST", "load_model", "load_state_dict", "min_input_length", "score"]

@@ -113,7 +113,7 @@ def pairwise_products(x: torch.Tensor) -> torch.Tensor:
 
 def batch_norm_nodes(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
     """BatchNorm1d over all B*N node vectors of a (B, N, D) graph."""
-    return bn(x.reshape(-1, x.shape[-1])).view(x.shape)
+    return bn(x.reshape(-1, x.shape[-1])).view_as(x)
 
 
 def _attention_vector(dim: int) -> nn.Parameter:

@@ -1,0 +1,184 @@
+"""Score your own recordings with AASIST: files or folders, any format soundfile reads, any sample rate.
+
+    python scripts/infer.py PATH [PATH ...] [--config C] [--model_path W] [--threshold T] [--segments]
+                            [--batch_size N] [--device cpu|cuda] [--output FILE.csv|FILE.json]
+
+Folders are searched recursively for audio files (by extension: wav, flac, ogg, mp3, aiff, ...); files
+named on the command line are scored whatever their extension. Each recording is averaged to mono and
+resampled to 16 kHz. The score is the published one: the bona fide logit (logits[:, 1]) of the first
+nb_samp samples, repeat-padded, so it equals evaluate.py's score; higher means more likely bona fide.
+--segments also scores the whole recording in nb_samp windows with hop nb_samp // 2 (a last window ends
+at the last sample) and reports the window count, the mean and the lowest window score and where that
+window starts.
+
+An unreadable file (missing, empty, corrupt, not audio) is reported with its reason and the others are
+still scored; the exit status is then 1. Bad options or config exit with status 2 and one `error: ...` line.
+"""
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install needed
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from models import load_model  # noqa: E402
+from models.inference import AUDIO_EXTENSIONS, ScoreResult, read_files, score_stream  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.errors import InputError  # noqa: E402
+from utils.io import atomic_open  # noqa: E402
+
+# The published AASIST's EER threshold on the ASVspoof 2019 LA eval set for the bona fide logit
+# (evaluate.py on its published scores reports 1.4934).
+DEFAULT_THRESHOLD = 1.49
+WINDOW_FIELDS = ("num_windows", "window_mean", "window_min", "window_min_start_s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="audio files or folders")
+    parser.add_argument("--config", type=Path, default=Path("config/config.json"),
+                        help="JSON config of the model (default config/config.json)")
+    parser.add_argument("--model_path", type=Path, help="weights; default: the config's model_path")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help="score above it: bona fide, else spoof. Default 1.49, the published AASIST's EER "
+                             "threshold on the ASVspoof 2019 LA eval set; for other weights use the "
+                             "eer_threshold that evaluate.py --json reports")
+    parser.add_argument("--segments", action="store_true",
+                        help="also score the whole recording in nb_samp windows (hop nb_samp // 2)")
+    parser.add_argument("--batch_size", type=int, default=8,
+                        help="windows per forward pass (default 8; AASIST needs about 0.2 GB per window on a CPU)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
+    parser.add_argument("--output", type=Path, help="also write the results to FILE.csv or FILE.json")
+    return parser
+
+
+def find_audio(paths: list[Path]) -> tuple[list[Path], int]:
+    """Files to score: each file as given, each folder's audio files (recursively, sorted).
+
+    A missing PATH is kept: reading it reports "not found" for it. Returns the files and the number
+    of files in the folders skipped for their extension.
+    """
+    found, skipped = [], 0
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
+            skipped += len(files) - len(audio)
+            found += audio
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found)), skipped
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda, but CUDA is not available")
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def row(path: Path, result: ScoreResult | InputError, threshold: float, segments: bool) -> dict:
+    """One output record; an unreadable file has None values and its reason in "error"."""
+    ok = isinstance(result, ScoreResult)
+    record = {
+        "path": str(path),
+        "duration_s": result.duration if ok else None,
+        "score": result.score if ok else None,
+        "bonafide_prob": result.bonafide_prob if ok else None,
+        "decision": ("bonafide" if result.score > threshold else "spoof") if ok else None,
+    }
+    if segments:
+        stats = (result.num_windows, result.window_mean, result.window_min, result.window_min_start) if ok else ()
+        record.update(zip(WINDOW_FIELDS, stats or (None,) * len(WINDOW_FIELDS)))
+    record["error"] = None if ok else str(result)
+    return record
+
+
+def write_output(path: Path, records: list[dict], meta: dict) -> None:
+    """CSV (one line per file) or JSON (``meta`` and a "files" list), written whole or not at all."""
+    try:
+        with atomic_open(path) as f:
+            if path.suffix.lower() == ".json":
+                json.dump({**meta, "files": records}, f, indent=2)
+                f.write("\n")
+            else:
+                writer = csv.DictWriter(f, fieldnames=list(records[0]), lineterminator="\n")
+                writer.writeheader()
+                writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def print_table(records: list[dict], threshold: float, segments: bool) -> None:
+    """One line per file on stdout, unreadable files last with their reason on stderr."""
+    width = max(len(r["path"]) for r in records)
+    header = f"{'path':<{width}}  {'dur (s)':>8}  {'score':>8}  {'P(bona fide)':>12}  decision"
+    if segments:
+        header += f"  {'windows':>7}  {'mean':>8}  {'lowest':>8}  {'at (s)':>7}"
+    print(header)
+    for r in records:
+        if r["error"] is not None:
+            print(f"{r['path']:<{width}}  {'':>8}  {'':>8}  {'':>12}  unreadable")
+            continue
+        line = (f"{r['path']:<{width}}  {r['duration_s']:8.2f}  {r['score']:8.3f}  {r['bonafide_prob']:12.4f}  "
+                f"{r['decision']:<8}")
+        if segments:
+            line += (f"  {r['num_windows']:7d}  {r['window_mean']:8.3f}  {r['window_min']:8.3f}  "
+                     f"{r['window_min_start_s']:7.2f}")
+        print(line)
+    failed = [r for r in records if r["error"] is not None]
+    counts = {d: sum(r["decision"] == d for r in records) for d in ("bonafide", "spoof")}
+    print(f"\n{len(records)} files: {counts['bonafide']} bona fide, {counts['spoof']} spoof "
+          f"(score > {threshold:g} is bona fide), {len(failed)} unreadable")
+    for r in failed:
+        print(f"unreadable: {r['error']}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Load the model, score every file, write --output; returns the records in file order."""
+    files, skipped = find_audio(args.paths)
+    if not files:
+        raise InputError(f"no audio files found in {', '.join(map(str, args.paths))} "
+                         f"(extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
+    if skipped:
+        print(f"note: skipped {skipped} file(s) in the folders without an audio extension", file=sys.stderr)
+    config = load_config(args.config)
+    model_path = args.model_path or Path(config.model_path)
+    model = load_model(config, model_path, resolve_device(args.device))
+    nb_samp = config.model_config.nb_samp
+    records = []
+    with tqdm(total=len(files), unit="file", desc="scoring", disable=None, leave=False) as bar:
+        for path, result in score_stream(model, read_files(files), args.segments, nb_samp, nb_samp // 2,
+                                         args.batch_size):
+            records.append(row(path, result, args.threshold, args.segments))
+            bar.update(1)
+    if args.output is not None:
+        meta = {"config": str(args.config), "model_path": str(model_path), "threshold": args.threshold,
+                "nb_samp": nb_samp, "hop": nb_samp // 2 if args.segments else None}
+        write_output(args.output, records, meta)
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size <= 0:
+        parser.error("--batch_size must be positive")
+    if args.output is not None and args.output.suffix.lower() not in (".csv", ".json"):
+        parser.error(f"--output must end in .csv or .json, got {args.output}")
+    try:
+        records = run(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_table(records, args.threshold, args.segments)
+    if args.output is not None:
+        print(f"results: {args.output}")
+    return 1 if any(r["error"] is not None for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""scripts/export.py: torch.export and ONNX round trips equal the PyTorch model on the reference inputs."""
+import importlib.util
+import json
+import re
+import sys
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def export(repo_root):
+    """scripts/export.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("export_script", repo_root / "scripts" / "export.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def lite_args(repo_root, reference_dir, fmt: str, out) -> list[str]:
+    return ["--config", str(repo_root / "config" / "AASIST-L.json"), "--format", fmt, "--out", str(out),
+            "--model_path", str(reference_dir / "weights" / "AASIST-L.pth"),
+            "--check_inputs", str(reference_dir / "model_golden.npz")]
+
+
+def reported_difference(stdout: str) -> float:
+    found = re.search(r"logit difference (\S+) on 3 inputs of 64600 samples, in batches of 1 and 2", stdout)
+    return float(found.group(1))
+
+
+def test_torch_export_round_trip(export, repo_root, reference_dir, tmp_path, capsys):
+    """The script's own check is the round trip: it saves the program, loads it back from those bytes and
+    compares its logits with the PyTorch model's (which test_model holds to the published outputs)."""
+    out = tmp_path / "aasist-l.pt2"
+    assert export.main(lite_args(repo_root, reference_dir, "torch-export", out)) == 0
+    assert reported_difference(capsys.readouterr().out) <= 1e-4
+    assert out.read_bytes()[:2] == b"PK"  # a .pt2 file is a zip archive
+
+
+def test_onnx_round_trip(export, repo_root, reference_dir, tmp_path, capsys):
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx onnxruntime)")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnx onnxruntime)")
+    out = tmp_path / "aasist-l.onnx"
+    code = export.main(lite_args(repo_root, reference_dir, "onnx", out))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert reported_difference(captured.out) <= 1e-4
+    model = onnx.load(out)
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param == "batch"  # dynamic, not a fixed size
+
+
+def test_missing_onnx_is_a_clear_error(export, repo_root, reference_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
+    out = tmp_path / "aasist-l.onnx"
+    assert export.main(lite_args(repo_root, reference_dir, "onnx", out)) == 2
+    assert "pip install onnx onnxruntime" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.fixture
+def short_config(repo_root, tmp_path):
+    """AASIST-L with nb_samp 4000: the check on seeded random inputs runs in a moment."""
+    config = json.loads((repo_root / "config" / "AASIST-L.json").read_text())
+    config["model_config"]["nb_samp"] = 4000
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_failed_check_writes_nothing(export, short_config, reference_dir, tmp_path, capsys, monkeypatch):
+    def broken_export(net, example):
+        return b"model", lambda x: np.full((x.shape[0], 2), 100.0, dtype=np.float32)
+
+    monkeypatch.setattr(export, "export_torch", broken_export)
+    out = tmp_path / "model.pt2"
+    args = ["--config", str(short_config), "--model_path", str(reference_dir / "weights" / "AASIST-L.pth"),
+            "--format", "torch-export", "--out", str(out)]
+    assert export.main(args) == 1
+    assert "the exported model differs from the PyTorch model by " in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_check_inputs_must_fit_nb_samp(export, short_config, reference_dir, tmp_path, capsys):
+    args = ["--config", str(short_config), "--model_path", str(reference_dir / "weights" / "AASIST-L.pth"),
+            "--format", "torch-export", "--out", str(tmp_path / "m.pt2"),
+            "--check_inputs", str(reference_dir / "model_golden.npz")]
+    assert export.main(args) == 2
+    assert "'x' must be (batch, 4000), got (3, 64600)" in capsys.readouterr().err

@@ -1,0 +1,156 @@
+"""models.inference: reading any audio, the windows, and scores equal to the published evaluation's."""
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from scipy.signal import firwin, resample_poly
+
+from data_utils import load_audio, pad_repeat
+from models import load_model, score
+from models.inference import read_any_audio, score_stream, window_starts
+from utils.errors import InputError
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def la_tiny(reference_dir):
+    return reference_dir / "LA_tiny" / "ASVspoof2019_LA_eval" / "flac"
+
+
+@pytest.fixture(scope="module")
+def aasist_l(repo_root, reference_dir):
+    return load_model(repo_root / "config" / "AASIST-L.json", reference_dir / "weights" / "AASIST-L.pth", "cpu")
+
+
+def tone(seconds: float, sample_rate: int, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return 0.5 * np.sin(2 * np.pi * freq * t)
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 22050, 44100, 48000])
+def test_read_any_rate_resamples_to_16k(tmp_path, sample_rate):
+    path = tmp_path / f"tone_{sample_rate}.wav"
+    sf.write(path, tone(0.5, sample_rate), sample_rate, subtype="FLOAT")
+    x = read_any_audio(path)
+    assert x.dtype == np.float32 and x.shape == (math.ceil(0.5 * sample_rate * SR / sample_rate),)
+    middle = slice(800, -800)  # away from the resampling filter's edge effects
+    np.testing.assert_allclose(x[middle], tone(0.5, SR)[middle], atol=2e-3)
+
+
+def test_read_16k_is_load_audio_and_stereo_is_averaged(tmp_path, la_tiny):
+    path = la_tiny / "LA_E_2000017.flac"
+    np.testing.assert_array_equal(read_any_audio(path), load_audio(path))
+    left, right = tone(0.25, 44100, 300.0), tone(0.25, 44100, 1000.0)
+    sf.write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), 44100, subtype="FLOAT")
+    sf.write(tmp_path / "mono.wav", (left + right) / 2, 44100, subtype="FLOAT")
+    np.testing.assert_allclose(read_any_audio(tmp_path / "stereo.wav"), read_any_audio(tmp_path / "mono.wav"),
+                               atol=1e-7)
+
+
+def make_bad_file(tmp_path, case: str):
+    path = tmp_path / {"empty": "empty.wav", "text": "notes.wav", "corrupt": "cut.flac",
+                       "no_samples": "silent.wav", "missing": "absent.flac", "folder": "folder.wav"}[case]
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "text":
+        path.write_text("not audio\n")
+    elif case == "corrupt":
+        sf.write(tmp_path / "whole.flac", tone(1.0, SR), SR)
+        path.write_bytes((tmp_path / "whole.flac").read_bytes()[:200])  # cut inside the first frame
+    elif case == "no_samples":
+        sf.write(path, np.zeros(0), SR)
+    elif case == "folder":
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("missing", "audio file not found"),
+    ("empty", "is empty (0 bytes)"),
+    ("text", "not audio in a format soundfile reads, or corrupt (Format not recognised"),
+    ("corrupt", "not audio in a format soundfile reads, or corrupt"),
+    ("no_samples", "has no samples"),
+    ("folder", "is a directory"),
+])
+def test_unreadable_file_message_names_file_and_reason(tmp_path, case, reason):
+    path = make_bad_file(tmp_path, case)
+    with pytest.raises(InputError) as info:
+        read_any_audio(path)
+    assert str(path) in str(info.value) and reason in str(info.value)
+
+
+@pytest.mark.parametrize("num_samples, expected", [
+    (100, [0]),                       # shorter: one repeat-padded window
+    (1000, [0]),                      # exactly one window
+    (1001, [0, 1]),                   # the tail gets a window ending at the last sample
+    (2000, [0, 500, 1000]),           # hop 500 lands on the end
+    (2300, [0, 500, 1000, 1300]),
+])
+def test_window_starts(num_samples, expected):
+    assert window_starts(num_samples, nb_samp=1000, hop=500).tolist() == expected
+
+
+def test_score_equals_published_evaluation(reference_dir, repo_root, la_tiny):
+    """Default scoring = evaluate.py's: the first nb_samp samples (here the cut path: 64601 samples)."""
+    model = load_model(repo_root / "config" / "config.json", reference_dir / "weights" / "AASIST.pth", "cpu")
+    published = json.loads((reference_dir / "LA_tiny_scores.json").read_text())["LA_E_2000051"]
+    result = score(model, la_tiny / "LA_E_2000051.flac")
+    assert result.score == pytest.approx(published, abs=1e-4)
+    assert result.duration == 64601 / SR and result.num_windows == 1 and result.window_mean is None
+
+
+def test_segments_score_every_window(aasist_l, la_tiny):
+    """Short windows (nb_samp 4000) keep this fast."""
+    x = load_audio(la_tiny / "LA_E_2000068.flac")[:10000]
+    result = score(aasist_l, x, segments=True, nb_samp=4000, hop=2000)
+    starts = [0, 2000, 4000, 6000]
+    with torch.no_grad():
+        _, logits = aasist_l(torch.from_numpy(np.stack([x[s:s + 4000] for s in starts])))
+    expected = logits[:, 1].numpy()
+    assert result.num_windows == 4
+    np.testing.assert_allclose([result.score, result.window_mean, result.window_min],
+                               [expected[0], expected.mean(), expected.min()], atol=1e-5)
+    assert result.window_min_start == starts[int(np.argmin(expected))] / SR
+    assert score(aasist_l, x, nb_samp=4000).score == pytest.approx(result.score, abs=1e-5)
+
+
+def test_score_stream_keeps_order_and_passes_errors(aasist_l):
+    rng = np.random.default_rng(0)
+    waves = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (3000, 9000, 5000)]
+    failed = InputError("cannot read b.wav")
+    items = [("a", waves[0]), ("b", failed), ("c", waves[1]), ("d", waves[2])]
+    results = list(score_stream(aasist_l, items, nb_samp=4000, batch_size=2))  # a batch spans a and c
+    assert [key for key, _ in results] == ["a", "b", "c", "d"] and results[1][1] is failed
+    with torch.no_grad():
+        _, logits = aasist_l(torch.from_numpy(np.stack([pad_repeat(w, 4000) for w in waves])))
+    scored = [results[i][1] for i in (0, 2, 3)]
+    np.testing.assert_allclose([r.score for r in scored], logits[:, 1].numpy(), atol=1e-5)
+    np.testing.assert_allclose([r.bonafide_prob for r in scored], torch.softmax(logits, 1)[:, 1].numpy(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("audio, kwargs, message", [
+    (np.zeros((2, 16000), np.float32), {}, "expected a mono (samples,) waveform"),
+    (np.zeros(16000, np.int16), {}, "expected float samples in [-1, 1], got int16"),
+    (np.full(16000, np.nan, np.float32), {}, "NaN or infinite"),
+    (np.zeros(0, np.float32), {}, "no samples"),
+    (np.zeros(16000, np.float32), {"sample_rate": 0}, "sample rate must be positive"),
+    ("some.wav", {"sample_rate": 16000}, "sample_rate is for waveform arrays"),
+])
+def test_score_input_errors(aasist_l, audio, kwargs, message):
+    with pytest.raises(InputError) as info:
+        score(aasist_l, audio, **kwargs)
+    assert message in str(info.value)
+
+
+def test_tensor_at_48k_is_resampled(aasist_l, la_tiny):
+    """sample_rate is honoured: a 48 kHz copy (steep low-pass up) scores like the 16 kHz original."""
+    x = load_audio(la_tiny / "LA_E_2000085.flac")[:8000].astype(np.float64)
+    taps = firwin(2 * 64 * 3 + 1, 1 / 3, window=("kaiser", 8.0))
+    x48 = torch.from_numpy(resample_poly(x, 3, 1, window=taps))
+    result = score(aasist_l, x48, sample_rate=48000, nb_samp=4000)
+    assert result.duration == 0.5
+    assert abs(result.score - score(aasist_l, x.astype(np.float32), nb_samp=4000).score) < 0.03
