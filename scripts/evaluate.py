@@ -20,7 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install needed
 
 from utils.errors import InputError  # noqa: E402
-from utils.scores import compute_metrics, read_asv_scores, read_cm_scores, write_metrics_json  # noqa: E402
+from utils.scores import (ASVScores, CMScores, compute_metrics, read_asv_scores, read_cm_scores,  # noqa: E402
+                          write_metrics_json)
+from utils.plots import require_matplotlib, save_plots  # noqa: E402  (matplotlib itself is imported lazily)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="organisers' ASV score file ('SOURCE KEY SCORE'), needed for the min t-DCF; "
                                   "with --config it overrides the set's file under database_path")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    parser.add_argument("--plot", type=Path, metavar="DIR",
+                        help="also write a DET curve and score histograms (PNG) to DIR; needs matplotlib")
     return parser
 
 
@@ -57,14 +61,14 @@ def report(metrics: dict) -> None:
         print(f"{attack:<8} {eer:9.4f}")
 
 
-def metrics_from_files(scores_path: Path, asv_scores_path: Path | None) -> dict:
-    """Read a CM score file (and an ASV score file) and compute the metrics dict."""
+def read_score_files(scores_path: Path, asv_scores_path: Path | None) -> tuple[CMScores, ASVScores | None]:
+    """Read a CM score file (and an ASV score file)."""
     asv = read_asv_scores(asv_scores_path) if asv_scores_path is not None else None
-    return compute_metrics(read_cm_scores(scores_path), asv)
+    return read_cm_scores(scores_path), asv
 
 
-def score_with_model(args) -> tuple[dict, Path]:
-    """Score `--eval_set` with the model; write the score file. Returns the metrics and its path."""
+def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
+    """Score `--eval_set` with the model; write the score file. Returns the scores, its path and the ASV scores."""
     import torch  # here, not at the top: the metrics-only mode does not need torch
 
     from data_utils import EvalDataset, check_audio_exists, read_protocol, split_paths
@@ -95,7 +99,7 @@ def score_with_model(args) -> tuple[dict, Path]:
     cm = score_dataset(model, dataset, batch_size, device, num_workers, desc=args.eval_set, precision=precision)
     score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.eval_set}_scores.txt"
     write_cm_scores(score_file, cm)
-    return compute_metrics(cm, asv), score_file
+    return cm, score_file, asv
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,13 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size is not None and args.batch_size <= 0:
         parser.error("--batch_size must be positive")
     try:
+        if args.plot is not None:
+            require_matplotlib()  # before scoring, not after
+        score_file = None
         if args.config is not None:
-            metrics, score_file = score_with_model(args)
+            cm, score_file, asv = score_with_model(args)
             print(f"scores: {score_file}")
-            metrics["score_file"] = str(score_file)
         else:
-            metrics = metrics_from_files(args.scores, args.asv_scores)
+            cm, asv = read_score_files(args.scores, args.asv_scores)
+        metrics = compute_metrics(cm, asv)
+        if score_file is not None:
+            metrics["score_file"] = str(score_file)
         report(metrics)
+        if args.plot is not None:
+            for path in save_plots(cm, args.plot):
+                print(f"plot: {path}")
         if args.json is not None:
             write_metrics_json(args.json, metrics)
     except InputError as e:

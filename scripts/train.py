@@ -36,7 +36,8 @@ from utils.errors import InputError  # noqa: E402
 from utils.io import atomic_open, atomic_torch_save  # noqa: E402
 from utils.precision import autocast, maybe_compile, resolve_precision  # noqa: E402
 from utils.optimizer import build_optimizer, build_scheduler, scheduler_interval  # noqa: E402
-from utils.scores import ASVScores, compute_metrics, read_asv_scores, write_cm_scores  # noqa: E402
+from utils.plots import det_curve_figure, score_histograms_figure  # noqa: E402  (matplotlib: lazily, optional)
+from utils.scores import ASVScores, CMScores, compute_metrics, read_asv_scores, write_cm_scores  # noqa: E402
 from utils.scoring import score_dataset  # noqa: E402
 
 CLASS_WEIGHTS = [0.1, 0.9]  # spoof, bona fide: the published weighted cross-entropy
@@ -177,14 +178,25 @@ class Run:
     writer: object = None  # TensorBoard SummaryWriter on rank 0
 
 
-def score_and_measure(run: Run, model, split: str, score_file: str | None, desc: str) -> dict:
-    """Score a set (all ranks share the work); rank 0 writes the score file. Returns the metrics."""
+def score_and_measure(run: Run, model, split: str, score_file: str | None, desc: str) -> tuple[CMScores, dict]:
+    """Score a set (all ranks share the work); rank 0 writes the score file. Returns the scores and metrics."""
     batch_size = run.config.eval_batch_size or run.config.batch_size
     cm = score_dataset(model, run.splits[split].dataset, batch_size, run.device, run.num_workers, run.dist_info,
                        desc, run.precision)
     if run.dist_info.is_main and score_file is not None:
         write_cm_scores(run.run_dir / score_file, cm)
-    return compute_metrics(cm, run.splits[split].asv)
+    return cm, compute_metrics(cm, run.splits[split].asv)
+
+
+def log_dev_figures(writer, cm: CMScores, epoch: int) -> bool:
+    """DET curve and score histograms of dev in TensorBoard; False (and nothing logged) without matplotlib."""
+    try:
+        bonafide = cm.keys == "bonafide"
+        writer.add_figure("dev/det_curve", det_curve_figure(cm.scores[bonafide], cm.scores[~bonafide]), epoch)
+        writer.add_figure("dev/score_histograms", score_histograms_figure(cm), epoch)
+    except InputError:
+        return False
+    return True
 
 
 # --- checkpoints and logs ------------------------------------------------------------------
@@ -310,6 +322,7 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
                        f"processes: {dist_info.world_size}  "
                        f"train/dev: {len(splits['train'].dataset)}/{len(splits['dev'].dataset)} utterances")
 
+    figures = True
     for epoch in range(state.epoch, config.num_epochs):
         t0 = time.time()
         sampler.set_epoch(epoch)
@@ -318,7 +331,7 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
                                run.precision, epoch, dist_info, run.writer)
         if scheduler is not None and not step_scheduler:
             scheduler.step()
-        dev = score_and_measure(run, score_model, "dev", "dev_scores.txt", "dev")
+        dev_cm, dev = score_and_measure(run, score_model, "dev", "dev_scores.txt", "dev")
         if dev["eer_percent"] <= state.best_dev_eer:  # ties count, as in the published script
             state.best_dev_eer, state.best_epoch = dev["eer_percent"], epoch
             on_new_best(run, model, score_model, swa_model, epoch, dev, state)
@@ -329,6 +342,9 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
             save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, swa_model, state, config, seed)
             write_metric_log(run_dir / "metric_log.txt", state.history)
             log_epoch(run.writer, state.history[-1], state)
+            if figures and not log_dev_figures(run.writer, dev_cm, epoch):
+                figures = False
+                say(dist_info, "note: matplotlib is not installed: no DET curve or histograms in TensorBoard")
             say(dist_info, f"epoch {epoch}: loss {loss:.4f}  dev EER {dev['eer_percent']:.3f} %  "
                            f"dev min t-DCF {_fmt(dev['min_tdcf'])}  best {state.best_dev_eer:.3f} % (epoch {state.best_epoch})")
 
@@ -346,7 +362,7 @@ def on_new_best(run: Run, model, score_model, swa_model, epoch: int, dev: dict, 
         atomic_torch_save(weights, run.run_dir / "weights" / f"epoch_{epoch}_{dev['eer_percent']:03.3f}.pth")
         atomic_torch_save(weights, run.run_dir / "weights" / "best.pth")
     if run.config.eval_all_best:
-        ev = score_and_measure(run, score_model, "eval", run.config.eval_output, "eval")
+        _, ev = score_and_measure(run, score_model, "eval", run.config.eval_output, "eval")
         say(run.dist_info, f"  eval with the best dev model: EER {ev['eer_percent']:.3f} %  min t-DCF {_fmt(ev['min_tdcf'])}")
         if run.writer is not None:
             run.writer.add_scalar("eval/eer_percent", ev["eer_percent"], epoch)
@@ -368,7 +384,7 @@ def finish_swa(run: Run, swa_model, train_loader, state: RunState) -> None:
                            for t in (m.running_mean, m.running_var)], run.dist_info)
     if run.dist_info.is_main:
         atomic_torch_save(averaged.state_dict(), run.run_dir / "weights" / "swa.pth")
-    ev = score_and_measure(run, averaged, "eval", "eval_scores_swa.txt", "eval (SWA)")
+    _, ev = score_and_measure(run, averaged, "eval", "eval_scores_swa.txt", "eval (SWA)")
     say(run.dist_info, f"eval with the averaged weights: EER {ev['eer_percent']:.3f} %  min t-DCF {_fmt(ev['min_tdcf'])}")
     if run.writer is not None:
         run.writer.add_scalar("eval/swa_eer_percent", ev["eer_percent"], run.config.num_epochs)

@@ -118,3 +118,12 @@ def test_cli_exits_2_without_traceback(repo_root, tmp_path, case):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plot_writes_det_curve_and_histograms(evaluate, reference_dir, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="plots need the optional matplotlib")
+    code = evaluate.main(["--scores", str(reference_dir / "cm_scores.txt"), "--plot", str(tmp_path / "plots")])
+    assert code == 0
+    for name in ("det_curve.png", "score_histograms.png"):
+        png = tmp_path / "plots" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

@@ -63,7 +63,14 @@ def test_training_writes_a_complete_run_folder(finished_run, repo_root, tmp_path
     for name in ("config.json", "metric_log.txt", "checkpoint.pth", "dev_scores.txt",
                  "eval_scores_using_best_dev_model.txt", "eval_scores_swa.txt", "weights/best.pth", "weights/swa.pth"):
         assert (run / name).is_file(), name
-    assert list(run.glob("events.out.tfevents.*"))
+    events = list(run.glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    tags = EventAccumulator(str(events[0])).Reload().Tags()
+    assert {"train/loss", "train/lr", "dev/eer_percent", "dev/min_tdcf", "dev/best_eer_percent",
+            "train/samples_per_s"} <= set(tags["scalars"])
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert {"dev/det_curve", "dev/score_histograms"} <= set(tags["images"])
     assert list((run / "weights").glob("epoch_*_*.pth"))
     log = (run / "metric_log.txt").read_text().splitlines()
     assert log[0].split("\t") == ["epoch", "loss", "lr", "dev_eer_percent", "dev_min_tdcf", "seconds"]

@@ -20,6 +20,11 @@ _DET_LIMITS = (0.0005, 0.6)
 _DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 
 
+def require_matplotlib() -> None:
+    """Fail early, before a long job, when plots are asked for and matplotlib is missing."""
+    _new_figure(1.0, 1.0)
+
+
 def _new_figure(width: float, height: float):
     """A Figure on an Agg canvas, outside pyplot (no global state, nothing to close)."""
     try:
