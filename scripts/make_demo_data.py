@@ -6,22 +6,24 @@
 Bona fide speech is a source-filter model of a talker: a glottal pulse train with jittered, drifting f0 and
 breathy noise, through time-varying formant resonators, in syllables of vowels, fricatives, plosives and
 nasals; each speaker has their own f0, vocal-tract length, jitter and breathiness. A spoof is the same kind
-of utterance passed through one resynthesis artefact of a vocoder or codec:
+of utterance resynthesised by a vocoder: every spoof's harmonics are somewhat smeared into the spectral
+envelope (an artefact all attacks share, as real vocoders do), then it gets its attack's own artefact:
 
-    A01  high band resynthesised from a coarse envelope with noise (harmonics above 3-5.5 kHz lost)
-    A02  phase rebuilt by a few Griffin-Lim iterations (phasiness, smeared onsets)
-    A03  legacy LPC-style excitation: no jitter, f0 held per frame, little breath noise (buzz)
-    A04  codec-like spectral quantisation: log magnitudes rounded, weak bins zeroed (musical noise)
-    A05  low-bit mu-law waveform quantisation
-    A06  statistical-parametric over-smoothing: harmonic contrast shrunk towards the envelope
+    A01  high band (above 1.5-3 kHz) resynthesised from a coarse envelope with noise: harmonics lost there
+    A02  phase rebuilt by 1-4 Griffin-Lim iterations (phasiness, smeared onsets)
+    A03  LPC-style synthesis: impulse excitation, no jitter, shimmer or breath noise, f0 and filter held per frame
+    A04  codec-like spectral quantisation: log magnitudes rounded to 6-10 dB, weak bins zeroed (musical noise)
+    A05  4-6 bit mu-law waveform quantisation
+    A06  statistical-parametric over-smoothing: harmonics nearly flattened into the envelope
     A07  (eval only, unseen) 2x upsampler with a weak interpolation filter: spectral images above 4 kHz
-    A17  (eval only, unseen) over-smoothed magnitude trajectories and a frame-rate amplitude ripple
-    A16, A19  (eval) the A04 and A06 artefacts under new ids, as in the real corpus
+    A17  (eval only, unseen) magnitudes smoothed over 5-9 frames and a frame-rate amplitude ripple
+    A16, A19  (eval) the A04 and A06 artefacts under new ids, as in the real corpus (A16 = A04, A19 = A06)
 
 Every utterance, bona fide or spoof, then goes through the same random microphone tilt and noise floor and is
 scaled to a random RMS level drawn from one distribution, so neither level nor length gives the class away.
-Utterances last 0.5-1.6 s, some shorter and some longer than the 16000 samples of ``config/demo.json``.
-ASV scores are synthetic too (targets high, non-targets low, each attack in between), enough for min t-DCF.
+Utterances last 0.5-1.6 s, some shorter and some longer than the 12000 samples of ``config/demo.json``.
+Train, dev and eval have different speakers. ASV scores are synthetic too (targets high, non-targets low,
+each attack in between), enough for a meaningful min t-DCF.
 The same seed writes byte-identical files.
 """
 import argparse
@@ -116,7 +118,7 @@ def make_speaker(rng: np.random.Generator) -> Speaker:
     )
 
 
-def _segments(num_frames: int, speaker: Speaker, rng: np.random.Generator) -> list[tuple[str, int, dict]]:
+def _segments(num_frames: int, rng: np.random.Generator) -> list[tuple[str, int, dict]]:
     """A random sequence of (kind, frames, targets) that fills ``num_frames`` frames: syllables and pauses."""
     frames = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731 (durations in 8 ms frames)
     segs = [("silence", frames(6, 30), {})]
@@ -153,7 +155,7 @@ def plan_utterance(num_samples: int, speaker: Speaker, rng: np.random.Generator)
     fric_shape = np.tile(FRICATIVES["s"], (num_frames, 1))
     vowel = VOWELS[rng.integers(len(VOWELS))]
     start = 0
-    for kind, length, targets in _segments(num_frames, speaker, rng):
+    for kind, length, targets in _segments(num_frames, rng):
         seg = slice(start, min(start + length, num_frames))
         n = seg.stop - seg.start
         if kind == "vowel":
@@ -167,7 +169,8 @@ def plan_utterance(num_samples: int, speaker: Speaker, rng: np.random.Generator)
             frication[seg] = rng.uniform(0.25, 0.5)
             voicing[seg] = 0.25 if targets["voiced"] else 0.0
             fric_shape[seg] = targets["shape"]
-        formants[seg, :3] = NASAL_FORMANTS[:3] if kind == "nasal" else vowel  # consonants take the next vowel's
+        # Other consonants keep the last vowel's formants; the smoothing below makes the glides.
+        formants[seg, :3] = NASAL_FORMANTS[:3] if kind == "nasal" else vowel
         start = seg.stop
         if start >= num_frames:
             break
@@ -364,13 +367,21 @@ def _cepstral_envelope(log_magnitude: np.ndarray, num_coeffs: int) -> np.ndarray
     return np.fft.rfft(cepstrum, axis=1).real
 
 
-def over_smoothing(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A06 (and A19): shrink each frame's log spectrum towards its envelope, as statistical synthesis does."""
+def shrink_contrast(x: np.ndarray, contrast: float, num_coeffs: int) -> np.ndarray:
+    """Shrink each frame's log spectrum towards its cepstral envelope by ``contrast`` (1 leaves it as it is).
+
+    Harmonic peaks and the valleys between them flatten, as when a vocoder's spectral model is too smooth;
+    the phase is kept.
+    """
     spec = stft(x)
     log_magnitude = np.log(np.abs(spec) + 1e-9)
-    envelope = _cepstral_envelope(log_magnitude, int(rng.integers(20, 31)))
-    contrast = rng.uniform(0.0, 0.3)
+    envelope = _cepstral_envelope(log_magnitude, num_coeffs)
     return istft(np.exp(envelope + contrast * (log_magnitude - envelope)) * np.exp(1j * np.angle(spec)), x.shape[0])
+
+
+def over_smoothing(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A06 (and A19): statistical-parametric over-smoothing, harmonics nearly flattened into the envelope."""
+    return shrink_contrast(x, rng.uniform(0.0, 0.3), int(rng.integers(20, 31)))
 
 
 def imaging_upsampler(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -395,7 +406,9 @@ def frame_ripple(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     smoothed = _smooth(np.abs(spec), int(rng.choice([5, 7, 9])))
     y = istft(smoothed * np.exp(1j * np.angle(spec)), x.shape[0])
     rate = FS / rng.choice([80, 100, 128, 160])  # Hz
-    ripple = 1 + rng.uniform(0.3, 0.5) * np.cos(2 * np.pi * rate * np.arange(x.shape[0]) / FS + rng.uniform(0, 2 * np.pi))
+    depth = rng.uniform(0.3, 0.5)
+    phase = 2 * np.pi * rate * np.arange(x.shape[0]) / FS + rng.uniform(0, 2 * np.pi)
+    ripple = 1 + depth * np.cos(phase)
     return y * ripple
 
 
@@ -437,6 +450,10 @@ def make_utterance(source: str, speaker: Speaker, rng: np.random.Generator) -> n
     num_samples = int(FS * np.exp(rng.uniform(np.log(MIN_SECONDS), np.log(MAX_SECONDS))))
     tracks = plan_utterance(num_samples, speaker, rng)
     speech = synthesize(tracks, speaker, num_samples, rng, legacy_vocoder=source == "A03")
+    if source != "-":
+        # Every spoof comes out of some vocoder: some harmonic smearing that all attacks share (and
+        # that lets a detector trained on A01-A06 generalise), then the attack's own artefact.
+        speech = shrink_contrast(speech, rng.uniform(0.3, 0.6), 30)
     if source in ARTEFACTS:
         speech = ARTEFACTS[source](speech, rng)
     x = recording_chain(speech, rng)
@@ -515,9 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.scale <= 0:
-        raise SystemExit("error: --scale must be positive")
+        parser.error(f"--scale must be positive, got {args.scale}")
     start = time.time()
     print(f"writing a synthetic ASVspoof 2019 LA-style corpus to {args.out} (seed {args.seed})")
     for split_index, split in enumerate(PLANS):
