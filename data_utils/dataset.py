@@ -197,14 +197,8 @@ def check_audio_exists(entries: Sequence[ProtocolEntry], audio_dir: str | os.Pat
         )
 
 
-class TrainDataset(Dataset):
-    """Training items: a random ``nb_samp`` window of each utterance and its label.
-
-    Each file is read when its item is requested. Index it with ``(index, crop_seed)`` pairs from
-    :class:`TrainSampler`: the crop then depends only on the run's seed, the epoch and the item, not
-    on which worker reads it, so runs are reproducible and a resumed run equals an uninterrupted one.
-    A plain integer index draws the crop from numpy's global generator.
-    """
+class _Utterances(Dataset):
+    """The protocol entries of one split and where their flac files lie; each file is read when needed."""
 
     def __init__(self, entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, nb_samp: int = NB_SAMP):
         self.entries = list(entries)
@@ -214,13 +208,24 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def read(self, index: int) -> np.ndarray:
+        return load_audio(audio_path(self.audio_dir, self.entries[index].utt_id))
+
+
+class TrainDataset(_Utterances):
+    """Training items: a random ``nb_samp`` window of each utterance and its label.
+
+    Each file is read when its item is requested. Index it with ``(index, crop_seed)`` pairs from
+    :class:`TrainSampler`: the crop then depends only on the run's seed, the epoch and the item, not
+    on which worker reads it, so runs are reproducible and a resumed run equals an uninterrupted one.
+    A plain integer index draws the crop from numpy's global generator.
+    """
+
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         """Returns: waveform (nb_samp,) float32, label (1 bona fide, 0 spoof)."""
         index, crop_seed = key if isinstance(key, tuple) else (key, None)
         rng = None if crop_seed is None else np.random.default_rng(crop_seed)
-        entry = self.entries[index]
-        x = random_crop(load_audio(audio_path(self.audio_dir, entry.utt_id)), self.nb_samp, rng)
-        return torch.from_numpy(x), entry.label
+        return torch.from_numpy(random_crop(self.read(index), self.nb_samp, rng)), self.entries[index].label
 
 
 class TrainSampler(Sampler):
@@ -249,22 +254,12 @@ class TrainSampler(Sampler):
         return iter([(int(i), int(crop_seeds[i])) for i in mine])
 
 
-class EvalDataset(Dataset):
+class EvalDataset(_Utterances):
     """Dev/eval items: the first ``nb_samp`` samples of each utterance (repeat-padded) and its id.
 
     ``entries`` stays public so a scorer can write ``UTT_ID SOURCE KEY SCORE`` lines from it.
     """
 
-    def __init__(self, entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, nb_samp: int = NB_SAMP):
-        self.entries = list(entries)
-        self.audio_dir = Path(audio_dir)
-        self.nb_samp = nb_samp
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         """Returns: waveform (nb_samp,) float32, utt_id."""
-        entry = self.entries[index]
-        x = pad_repeat(load_audio(audio_path(self.audio_dir, entry.utt_id)), self.nb_samp)
-        return torch.from_numpy(x), entry.utt_id
+        return torch.from_numpy(pad_repeat(self.read(index), self.nb_samp)), self.entries[index].utt_id
