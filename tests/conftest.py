@@ -4,6 +4,7 @@
 
 Tests that need it are skipped, with that reason, where it is absent.
 """
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -26,3 +27,16 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+def _load_script(name: str):
+    """scripts/<name>.py as a module (scripts/ is not a package), so tests can call its main()."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    return _load_script

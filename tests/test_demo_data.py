@@ -1,6 +1,5 @@
 """scripts/make_demo_data.py: a corpus in the ASVspoof 2019 LA layout that the data path reads, with no
 shortcut of level or length between the classes, an unseen eval attack, and the same files for the same seed."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,8 @@ SCALE = 0.03  # two utterances of each source in each split, 38 in all: the smal
 
 
 @pytest.fixture(scope="module")
-def make_demo_data(repo_root: Path):
-    """scripts/make_demo_data.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("make_demo_data", repo_root / "scripts" / "make_demo_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def make_demo_data(load_script):
+    return load_script("make_demo_data")
 
 
 def generate(make_demo_data, out: Path, seed: int) -> Path:

@@ -1,5 +1,4 @@
 """scripts/evaluate.py in metrics-only mode: the report, the JSON, and the message a user gets for each bad input."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -26,12 +25,8 @@ A19 spoof -0.5
 
 
 @pytest.fixture(scope="module")
-def evaluate(repo_root):
-    """scripts/evaluate.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("evaluate", repo_root / "scripts" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def evaluate(load_script):
+    return load_script("evaluate")
 
 
 def write(tmp_path, name: str, text: str):

@@ -1,5 +1,4 @@
 """scripts/export.py: torch.export and ONNX round trips equal the PyTorch model on the reference inputs."""
-import importlib.util
 import json
 import re
 import sys
@@ -9,12 +8,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def export(repo_root):
-    """scripts/export.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("export_script", repo_root / "scripts" / "export.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def export(load_script):
+    return load_script("export")
 
 
 def lite_args(repo_root, reference_dir, fmt: str, out) -> list[str]:

@@ -1,6 +1,5 @@
 """scripts/infer.py on a folder of generated recordings: every rate, stereo, short, long and unreadable files."""
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,12 +20,8 @@ UPSAMPLED_48K_BOUND = 0.03
 
 
 @pytest.fixture(scope="module")
-def infer(repo_root):
-    """scripts/infer.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("infer_script", repo_root / "scripts" / "infer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def infer(load_script):
+    return load_script("infer")
 
 
 @pytest.fixture(scope="module")

@@ -70,11 +70,8 @@ def test_benchmark_runs_and_reports_ratios(repo_root, tmp_path):
     assert "ratio" in result.stdout and "workers" in result.stdout
 
 
-def test_benchmark_baseline_is_the_same_network(repo_root):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("benchmark", repo_root / "scripts" / "benchmark.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+def test_benchmark_baseline_is_the_same_network(repo_root, load_script):
+    benchmark = load_script("benchmark")
     from models import AASIST
     from utils.config import load_config
     torch.manual_seed(0)

@@ -16,17 +16,10 @@ TINY_MODEL = {"architecture": "AASIST", "nb_samp": 4000, "first_conv": 128,
               "pool_ratios": [0.5, 0.7, 0.5, 0.5], "temperatures": [2.0, 2.0, 100.0, 100.0]}
 
 
-def load_script(repo_root: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, repo_root / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def corpus(repo_root, tmp_path_factory) -> Path:
+def corpus(load_script, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "LA"
-    load_script(repo_root, "make_demo_data").main(["--out", str(out), "--seed", "0", "--scale", "0.1"])
+    load_script("make_demo_data").main(["--out", str(out), "--seed", "0", "--scale", "0.1"])
     return out
 
 
@@ -123,8 +116,9 @@ def test_two_process_torchrun(repo_root, corpus, tmp_path):
     assert (tmp_path / "ddp" / "weights" / "swa.pth").is_file()
 
 
-def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(repo_root, corpus, tmp_path, monkeypatch, capsys):
-    train = load_script(repo_root, "train")
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(repo_root, corpus, tmp_path, monkeypatch, capsys,
+                                                                     load_script):
+    train = load_script("train")
     config = tiny_config(repo_root, corpus, tmp_path / "tiny.json", num_epochs=3, eval_all_best=False)
     real_cross_entropy = train.F.cross_entropy
     calls = {"n": 0}
