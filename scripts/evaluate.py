@@ -94,7 +94,7 @@ def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     model = load_model(config, model_path, device)
     dataset = EvalDataset(entries, paths.audio_dir, config.model_config.nb_samp)
     batch_size = args.batch_size or config.eval_batch_size or config.batch_size
-    num_workers = config.num_workers if config.num_workers is not None else min(4, torch.get_num_threads())
+    num_workers = config.loader_workers()
     precision = args.precision or (config.precision if config.precision != "auto" else "fp32")
     cm = score_dataset(model, dataset, batch_size, device, num_workers, desc=args.eval_set, precision=precision)
     score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.eval_set}_scores.txt"

@@ -278,7 +278,7 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
 
     need_eval = config.eval_all_best or config.swa_max_dev_eer > 0
     splits = load_splits(config, need_eval, dist_info)
-    num_workers = config.num_workers if config.num_workers is not None else min(4, torch.get_num_threads())
+    num_workers = config.loader_workers()
     run = Run(config, device, dist_info, splits, run_dir, num_workers, resolve_precision(config.precision, device))
     sampler = TrainSampler(len(splits["train"].dataset), seed, dist_info.rank, dist_info.world_size)
     train_loader = DataLoader(splits["train"].dataset, batch_size=config.batch_size // dist_info.world_size,

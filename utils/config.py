@@ -6,6 +6,7 @@ unchanged: their string booleans (`"amsgrad": "False"`) become real booleans her
 """
 import dataclasses
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -103,6 +104,10 @@ class Config:
     precision: str = "auto"
     compile: Optional[bool] = None
 
+    def loader_workers(self) -> int:
+        """`num_workers`, or by default one per CPU core up to 4."""
+        return self.num_workers if self.num_workers is not None else min(4, os.cpu_count() or 1)
+
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise InputError(f"precision: unknown value {self.precision!r}; valid: {', '.join(PRECISIONS)}")
@@ -139,11 +144,6 @@ def config_from_dict(raw: Any) -> Config:
 def config_to_dict(config: Config) -> dict:
     """Plain JSON-ready dict (the resolved config written next to a run's weights)."""
     return dataclasses.asdict(config)
-
-
-def with_overrides(config: Config, **changes) -> Config:
-    """A copy with some top-level keys changed (e.g. `database_path` from the command line)."""
-    return dataclasses.replace(config, **changes)
 
 
 # --- validation ------------------------------------------------------------------------------
