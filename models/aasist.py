@@ -68,6 +68,16 @@ class AASIST(nn.Module):
         self.pool_hT2 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
 
         self.out_layer = nn.Linear(5 * gat_dims[1], 2)
+        self.channels_last = False
+
+    def use_channels_last(self, enabled: bool = True) -> "AASIST":
+        """Run the encoder in channels-last (NHWC) layout, which cuDNN's fast bf16 kernels need.
+
+        Only the layout changes (weights and activations); outputs are the same up to rounding.
+        """
+        self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+        self.channels_last = enabled
+        return self
 
     def forward(self, x: torch.Tensor, freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """
@@ -83,8 +93,10 @@ class AASIST(nn.Module):
             raise ValueError(f"AASIST needs at least {self.min_samples} samples per input "
                              f"({self.min_samples / 16000:.3f} s at 16 kHz), got {x.shape[1]}")
 
-        x = self.conv_time(x.unsqueeze(1), freq_aug=freq_aug)            # (B, 70, T - 128)
+        x = self.conv_time(x, freq_aug=freq_aug)                          # (B, 70, T - 128)
         x = max_pool(torch.abs(x).unsqueeze(1), (3, 3))                   # (B, 1, 23, (T - 128) // 3)
+        if self.channels_last:  # the same memory, with the strides that tell cuDNN "NHWC"
+            x = x.squeeze(1).unsqueeze(-1).permute(0, 3, 1, 2)
         x = self.selu(self.first_bn(x))
         e = self.encoder(x)                                               # (B, C, 23, Tn)
 

@@ -43,22 +43,57 @@ def mel_sinc_filters(num_filters: int, kernel_size: int, sample_rate: int = 1600
 class SincConv(nn.Module):
     """Convolution of the raw waveform with fixed mel sinc filters (not trainable, not in the state dict)."""
 
-    def __init__(self, out_channels: int, kernel_size: int, sample_rate: int = 16000):
+    def __init__(self, out_channels: int, kernel_size: int, sample_rate: int = 16000, phases: int = 8):
         super().__init__()
         self.register_buffer("band_pass", mel_sinc_filters(out_channels, kernel_size, sample_rate), persistent=False)
+        self.register_buffer("phase_taps", polyphase_taps(self.band_pass.shape[1], phases), persistent=False)
 
     def forward(self, x: torch.Tensor, freq_aug: bool = False) -> torch.Tensor:
-        """(B, 1, T) -> (B, num_filters, T - kernel_size + 1)."""
-        filters = self.band_pass
-        if freq_aug:
-            # Frequency masking: zero a random run of A filters. Draws from the global numpy and
-            # Python generators, as the published code does, so the run's seed fixes them.
-            num_filters = filters.shape[0]
-            width = int(np.random.uniform(0, 20))
-            start = random.randint(0, num_filters - width)
-            filters = filters.clone()
-            filters[start:start + width] = 0
-        return F.conv1d(x, filters.unsqueeze(1))
+        """(B, T) -> (B, num_filters, T - kernel_size + 1)."""
+        filters = frequency_mask(self.band_pass) if freq_aug else self.band_pass
+        return polyphase_conv1d(x, filters, self.phase_taps)
+
+
+@torch.compiler.disable  # its Python random draws would make torch.compile recompile for every draw
+def frequency_mask(filters: torch.Tensor) -> torch.Tensor:
+    """A copy of `filters` with a random run of A filters zeroed, A ~ U[0, 20) (frequency masking).
+
+    Draws from the global numpy and Python generators, as the published code does, so the run's
+    seed fixes them.
+    """
+    num_filters = filters.shape[0]
+    width = int(np.random.uniform(0, 20))
+    start = random.randint(0, num_filters - width)
+    filters = filters.clone()
+    filters[start:start + width] = 0
+    return filters
+
+
+def polyphase_taps(kernel_size: int, phases: int) -> torch.Tensor:
+    """Tap indices for `polyphase_conv1d`: (phases, phases, Q), entry [r, s, q] = P*q + s - r, or
+    `kernel_size` (a zero tap) where that falls outside the filter."""
+    num_frames = (kernel_size + phases - 2) // phases + 1
+    r, s, q = torch.meshgrid(torch.arange(phases), torch.arange(phases), torch.arange(num_frames), indexing="ij")
+    k = phases * q + s - r
+    return torch.where((k >= 0) & (k < kernel_size), k, kernel_size)
+
+
+def polyphase_conv1d(x: torch.Tensor, filters: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """`F.conv1d(x[:, None], filters[:, None])`: (B, T), (C, K) -> (B, C, T - K + 1), computed on frames.
+
+    A convolution with one input channel cannot use a GPU's matrix units. Cutting the signal into
+    frames of P samples (P input channels) makes it a P-channel convolution with Q = taps.shape[-1]
+    taps and C * P outputs, output channel c * P + r giving filter c at positions P * m + r: the
+    same products, plus some with zero taps.
+    """
+    (batch, length), (num_filters, kernel_size) = x.shape, filters.shape
+    phases, num_frames = taps.shape[0], taps.shape[-1]
+    out_len = length - kernel_size + 1
+    steps = -(-out_len // phases)                                     # output frames M
+    weight = F.pad(filters, (0, 1))[:, taps].reshape(num_filters * phases, phases, num_frames)
+    frames = F.pad(x, (0, (steps + num_frames - 1) * phases - length)).view(batch, -1, phases).transpose(1, 2)
+    y = F.conv1d(frames, weight)                                      # (B, C * P, M)
+    return y.view(batch, num_filters, phases, steps).transpose(2, 3).reshape(batch, num_filters, -1)[..., :out_len]
 
 
 class ResidualBlock(nn.Module):

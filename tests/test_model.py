@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models import AASIST, load_model, load_state_dict, min_input_length
-from models.layers import mel_sinc_filters
+from models.layers import mel_sinc_filters, polyphase_conv1d, polyphase_taps
 from utils.config import load_config
 from utils.errors import InputError
 
@@ -89,7 +89,7 @@ def test_shortest_input_works_and_shorter_is_a_clear_error(repo_root):
 
 def test_freq_aug_masks_a_band_in_training_only(repo_root):
     model = build("AASIST-L", repo_root)
-    x = torch.randn(1, 1, 4000)
+    x = torch.randn(1, 4000)
     plain = model.conv_time(x)
     np.random.seed(3)
     import random
@@ -182,3 +182,14 @@ def test_inference_pooling_equals_max_pool2d():
         with torch.no_grad():
             assert torch.equal(max_pool(x, kernel), expected)
         assert torch.equal(max_pool(x.clone().requires_grad_(), kernel).detach(), expected)
+
+
+@pytest.mark.parametrize("length", [2315, 2316, 12001, 64600, 80000])
+@pytest.mark.parametrize("phases", [1, 8, 16])
+def test_polyphase_sinc_convolution_equals_the_direct_one(length, phases):
+    filters = mel_sinc_filters(70, 128)
+    x = torch.randn(2, length, generator=torch.Generator().manual_seed(length))
+    direct = torch.nn.functional.conv1d(x.unsqueeze(1), filters.unsqueeze(1))
+    framed = polyphase_conv1d(x, filters, polyphase_taps(filters.shape[1], phases))
+    assert framed.shape == direct.shape
+    torch.testing.assert_close(framed, direct, atol=1e-6, rtol=0)
