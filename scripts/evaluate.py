@@ -76,6 +76,7 @@ def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     from utils.config import load_config
     from utils.scores import write_cm_scores
     from utils.scoring import score_dataset
+    from utils.precision import maybe_compile, set_cuda_flags, use_channels_last
 
     config = load_config(args.config)
     database = args.database_path or Path(config.database_path)
@@ -91,11 +92,15 @@ def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     if asv is None:
         print(f"note: no ASV scores at {asv_path}: min t-DCF is not computed")
 
-    model = load_model(config, model_path, device)
+    precision = args.precision or (config.precision if config.precision != "auto" else "fp32")
+    if device.type == "cuda":
+        set_cuda_flags(config.cudnn_deterministic_toggle, config.cudnn_benchmark_toggle)
+    model = use_channels_last(load_model(config, model_path, device), config.channels_last, device, precision)
+    # One scoring pass: compile only when the config asks (compiling takes about a minute).
+    model = maybe_compile(model, bool(config.compile), device, config.cuda_graphs is not False)
     dataset = EvalDataset(entries, paths.audio_dir, config.model_config.nb_samp)
     batch_size = args.batch_size or config.eval_batch_size or config.batch_size
     num_workers = config.loader_workers()
-    precision = args.precision or (config.precision if config.precision != "auto" else "fp32")
     cm = score_dataset(model, dataset, batch_size, device, num_workers, desc=args.eval_set, precision=precision)
     score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.eval_set}_scores.txt"
     write_cm_scores(score_file, cm)

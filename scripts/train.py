@@ -34,7 +34,8 @@ from utils.config import Config, config_from_dict, config_to_dict, load_config  
 from utils.distributed import DistInfo, average_across_ranks_, cleanup, init_distributed  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 from utils.io import atomic_open, atomic_torch_save  # noqa: E402
-from utils.precision import autocast, maybe_compile, resolve_precision  # noqa: E402
+from utils.precision import (autocast, maybe_compile, resolve_precision, set_cuda_flags,  # noqa: E402
+                             use_channels_last)
 from utils.optimizer import build_optimizer, build_scheduler, scheduler_interval  # noqa: E402
 from utils.plots import det_curve_figure, score_histograms_figure  # noqa: E402  (matplotlib: lazily, optional)
 from utils.scores import ASVScores, CMScores, compute_metrics, read_asv_scores, write_cm_scores  # noqa: E402
@@ -137,8 +138,8 @@ def load_splits(config: Config, need_eval: bool, dist_info: DistInfo) -> dict[st
 # --- one epoch -----------------------------------------------------------------------------
 
 def train_one_epoch(model, loader, optimizer, scheduler, step_scheduler: bool, device, config: Config,
-                    precision: str, epoch: int, dist_info: DistInfo, writer) -> float:
-    """One pass over the training data; returns the mean loss. Stops the run on a NaN or inf loss."""
+                    precision: str, epoch: int, dist_info: DistInfo, writer) -> tuple[float, float]:
+    """One pass over the training data; returns the mean loss and samples/s. Stops on a NaN or inf loss."""
     model.train()
     weight = torch.tensor(CLASS_WEIGHTS, device=device)
     total_loss, total_items, t0 = 0.0, 0, time.time()
@@ -160,9 +161,10 @@ def train_one_epoch(model, loader, optimizer, scheduler, step_scheduler: bool, d
         total_items += len(x)
         rate = total_items * dist_info.world_size / (time.time() - t0)
         bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{rate:.1f}")
+    rate = total_items * dist_info.world_size / (time.time() - t0)
     if writer is not None:
-        writer.add_scalar("train/samples_per_s", total_items * dist_info.world_size / (time.time() - t0), epoch)
-    return total_loss / max(total_items, 1)
+        writer.add_scalar("train/samples_per_s", rate, epoch)
+    return total_loss / max(total_items, 1), rate
 
 
 @dataclass
@@ -270,8 +272,7 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
     config, run_dir, seed, ckpt = prepare_run(args, dist_info)
     device = torch.device(device_type, dist_info.local_rank) if device_type == "cuda" else torch.device("cpu")
     if device_type == "cuda":
-        torch.backends.cudnn.deterministic = config.cudnn_deterministic_toggle
-        torch.backends.cudnn.benchmark = config.cudnn_benchmark_toggle
+        set_cuda_flags(config.cudnn_deterministic_toggle, config.cudnn_benchmark_toggle)
     if config.batch_size % dist_info.world_size:
         raise InputError(f"batch_size {config.batch_size} does not divide over {dist_info.world_size} processes")
     seed_everything(seed)
@@ -288,7 +289,7 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
     if len(train_loader) == 0:
         raise InputError(f"the training set ({len(sampler)} items per process) is smaller than one batch")
 
-    model = AASIST(config.model_config).to(device)
+    model = use_channels_last(AASIST(config.model_config).to(device), config.channels_last, device, run.precision)
     optimizer = build_optimizer(model.parameters(), config.optim_config)
     scheduler = build_scheduler(optimizer, config.optim_config, config.num_epochs, len(train_loader))
     step_scheduler = scheduler is not None and scheduler_interval(config.optim_config) == "step"
@@ -310,8 +311,10 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
         # static_graph: the residual blocks' bn1 never gets a gradient (the published forward discards it).
         train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device_type == "cuda" else None,
                                               static_graph=True)
-    train_model = maybe_compile(train_model, config.compile, device)
-    score_model = maybe_compile(model, config.compile, device)
+    # CUDA graphs by default on one GPU; under DDP the gradient all-reduce happens between graphs.
+    graphs = config.cuda_graphs if config.cuda_graphs is not None else device_type == "cuda" and not dist_info.enabled
+    train_model = maybe_compile(train_model, config.compile, device, graphs)
+    score_model = maybe_compile(model, config.compile, device, graphs)
 
     if dist_info.is_main:
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
@@ -327,7 +330,7 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
         t0 = time.time()
         sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        loss = train_one_epoch(train_model, train_loader, optimizer, scheduler, step_scheduler, device, config,
+        loss, rate = train_one_epoch(train_model, train_loader, optimizer, scheduler, step_scheduler, device, config,
                                run.precision, epoch, dist_info, run.writer)
         if scheduler is not None and not step_scheduler:
             scheduler.step()
@@ -345,7 +348,7 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
             if figures and not log_dev_figures(run.writer, dev_cm, epoch):
                 figures = False
                 say(dist_info, "note: matplotlib is not installed: no DET curve or histograms in TensorBoard")
-            say(dist_info, f"epoch {epoch}: loss {loss:.4f}  dev EER {dev['eer_percent']:.3f} %  "
+            say(dist_info, f"epoch {epoch}: loss {loss:.4f} ({rate:.0f} samples/s)  dev EER {dev['eer_percent']:.3f} %  "
                            f"dev min t-DCF {_fmt(dev['min_tdcf'])}  best {state.best_dev_eer:.3f} % (epoch {state.best_epoch})")
 
     if state.swa_epochs:
