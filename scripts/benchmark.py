@@ -4,9 +4,10 @@
     python scripts/benchmark.py --device cpu --batch_size 8
 
 Every mode runs the same network on the same synthetic input. The baseline, "published", runs the
-published forward pass's full work (the discarded bn1 + SELU in every residual block, max_pool2d
-everywhere) in fp32 eager mode; the ratio column is each mode's throughput over the baseline's,
-measured in the same run. Times are medians of --repeats timed repeats after --warmup untimed ones,
+published forward pass's full work (the one-channel sinc convolution, the discarded bn1 + SELU in
+every residual block, max_pool2d everywhere) in fp32 eager mode, on CUDA with the published
+script's cuDNN settings (deterministic) and PyTorch's default TF32 convolutions; the ratio columns
+are each mode's throughput over the baseline's, measured in the same run. Times are medians of --repeats timed repeats after --warmup untimed ones,
 with device synchronisation. Loader speed is items/s of one worker reading flac and cropping.
 """
 import argparse
@@ -28,10 +29,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from data_utils import ProtocolEntry, TrainDataset  # noqa: E402
-from models import AASIST, aasist, layers  # noqa: E402
+from models import AASIST, aasist, layers, load_state_dict  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError  # noqa: E402
-from utils.precision import autocast  # noqa: E402
+from utils.precision import autocast, maybe_compile, set_cuda_flags, use_channels_last  # noqa: E402
 
 
 # --- the baseline: the published forward pass's work --------------------------------------------
@@ -44,11 +45,16 @@ def _published_block_forward(self, x):
     return F.max_pool2d(out + identity, (1, 3))
 
 
+def _published_sinc_conv(x, filters, taps):
+    return F.conv1d(x.unsqueeze(1), filters.unsqueeze(1))  # one input channel, as published
+
+
 @contextlib.contextmanager
 def published_work():
     """Run AASIST with the published code's extra work (same outputs, more time)."""
     with mock.patch.object(layers.ResidualBlock, "forward", _published_block_forward), \
-            mock.patch.object(aasist, "max_pool", F.max_pool2d):
+            mock.patch.object(aasist, "max_pool", F.max_pool2d), \
+            mock.patch.object(layers, "polyphase_conv1d", _published_sinc_conv):
         yield
 
 
@@ -69,20 +75,47 @@ def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+MODE_HELP = ("comma-separated modes: 'published', or fp32|bf16 with any of +compile (torch.compile), "
+             "+graphs (compiled graphs replayed as CUDA graphs), +cl (channels-last layout), "
+             "+det (cuDNN deterministic instead of benchmark), e.g. bf16+compile+graphs+cl")
+
+
+def parse_mode(spec: str) -> dict:
+    """'published' or e.g. 'bf16+compile+cl' -> the settings of one mode."""
+    if spec == "published":
+        return {"name": "published (fp32 eager)", "spec": spec, "published": True, "precision": "fp32",
+                "compile": False, "cuda_graphs": False, "channels_last": False, "deterministic": True}
+    precision, *flags = spec.split("+")
+    if precision not in ("fp32", "bf16") or not set(flags) <= {"compile", "graphs", "cl", "det"} \
+            or ("graphs" in flags and "compile" not in flags):
+        raise InputError(f"unknown mode {spec!r}; {MODE_HELP}")
+    name = " ".join([precision, "compiled" if "compile" in flags else "eager"] + ["+ CUDA graphs"] * ("graphs" in flags)
+                    + ["channels-last"] * ("cl" in flags) + ["cuDNN deterministic"] * ("det" in flags))
+    return {"name": name, "spec": spec, "published": False, "precision": precision, "compile": "compile" in flags,
+            "cuda_graphs": "graphs" in flags, "channels_last": "cl" in flags, "deterministic": "det" in flags}
+
+
 def measure_mode(model_config, mode: dict, device, batch_size: int, eval_batch_size: int, nb_samp: int,
-                 warmup: int, repeats: int) -> dict:
+                 warmup: int, repeats: int, state_dict=None, reference_logits=None, profile=None) -> dict:
     torch.manual_seed(0)
-    model = AASIST(model_config).to(device)
+    model = AASIST(model_config)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    model = use_channels_last(model.to(device), mode["channels_last"], device, mode["precision"])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
     weight = torch.tensor([0.1, 0.9], device=device)
-    x_train = torch.randn(batch_size, nb_samp, device=device)
-    y_train = torch.randint(0, 2, (batch_size,), device=device)
-    x_eval = torch.randn(eval_batch_size, nb_samp, device=device)
-    run_model = torch.compile(model) if mode["compile"] else model
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    x_train = torch.randn(batch_size, nb_samp, generator=gen).to(device)
+    y_train = torch.randint(0, 2, (batch_size,), generator=gen).to(device)
+    x_eval = torch.randn(eval_batch_size, nb_samp, generator=gen).to(device)
+    run_model = maybe_compile(model, mode["compile"], device, mode["cuda_graphs"])
     patch = published_work() if mode["published"] else contextlib.nullcontext()
     if device.type == "cuda":
-        torch.backends.cudnn.deterministic = mode["published"]
-        torch.backends.cudnn.benchmark = not mode["published"]
+        if mode["published"]:  # the published script's settings, on PyTorch's defaults (TF32 convolutions)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+            torch.backends.cudnn.allow_tf32 = True
+        else:
+            set_cuda_flags(deterministic=mode["deterministic"], benchmark=not mode["deterministic"])
 
     def train_step():
         model.train()
@@ -97,16 +130,44 @@ def measure_mode(model_config, mode: dict, device, batch_size: int, eval_batch_s
     def score_step():
         model.eval()
         with autocast(mode["precision"], device):
-            run_model(x_eval)
+            return run_model(x_eval)[1].float().clone()  # a CUDA graph's output is overwritten by the next replay
 
+    row = {"mode": mode["name"], "spec": mode["spec"]}
     with patch:
+        # Outputs first, before training moves the weights: the same weights and input in every mode.
+        logits = score_step()
+        row["logits"] = logits
+        if reference_logits is not None:
+            row["max_abs_logit_diff_vs_fp32"] = (logits - reference_logits).abs().max().item()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t_eval = timed(score_step, device, warmup, repeats)
+        peak_eval = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t_train = timed(train_step, device, warmup, repeats)
-        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-        t_eval = timed(score_step, device, warmup, repeats)
-    return {"mode": mode["name"], "train_samples_per_s": batch_size / t_train,
-            "score_samples_per_s": eval_batch_size / t_eval, "peak_train_memory_gib": peak}
+        peak_train = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        if profile is not None:
+            profile_steps(mode["name"], train_step, score_step, device, profile)
+    row.update({"train_samples_per_s": batch_size / t_train, "score_samples_per_s": eval_batch_size / t_eval,
+                "peak_train_memory_gib": peak_train, "peak_score_memory_gib": peak_eval})
+    return row
+
+
+def profile_steps(name: str, train_step, score_step, device, path: Path) -> None:
+    """Append the operators that take the most time in two training steps and one scoring step."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sort_by = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    with open(path, "a") as f:
+        for what, fn, n in (("train step", train_step, 2), ("scoring step", score_step, 1)):
+            with profile(activities=activities) as prof:
+                for _ in range(n):
+                    fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+            f.write(f"\n=== {name}: {what} x{n} ===\n")
+            f.write(prof.key_averages().table(sort_by=sort_by, row_limit=25, max_name_column_width=70))
 
 
 def measure_loader(nb_samp: int, data_dir: Path | None, num_items: int) -> float:
@@ -128,27 +189,34 @@ def measure_loader(nb_samp: int, data_dir: Path | None, num_items: int) -> float
         return len(dataset) / (time.perf_counter() - t0)
 
 
-def modes_for(device: torch.device, precisions: list[str], compile_too: bool) -> list[dict]:
-    modes = [{"name": "published (fp32 eager)", "published": True, "precision": "fp32", "compile": False}]
-    for p in precisions:
-        modes.append({"name": f"{p} eager", "published": False, "precision": p, "compile": False})
-        if compile_too:
-            modes.append({"name": f"{p} compiled", "published": False, "precision": p, "compile": True})
+def default_modes(device: torch.device, precisions: list[str], compile_too: bool) -> list[str]:
+    """The baseline, then each precision eager; on CUDA bf16 also channels-last, compiled, with CUDA graphs."""
+    modes = ["published"] + precisions
+    if device.type == "cuda" and "bf16" in precisions:
+        modes += ["bf16+cl"] + (["bf16+compile+cl", "bf16+compile+graphs+cl"] if compile_too else [])
+    elif compile_too:
+        modes += [f"{p}+compile" for p in precisions]
     return modes
 
 
 def print_table(device_name: str, rows: list[dict], batch_size: int, eval_batch_size: int, loader: float) -> None:
     base = rows[0]
     print(f"\n{device_name}: train batch {batch_size}, scoring batch {eval_batch_size}")
-    print(f"{'mode':<24} {'train samp/s':>12} {'ratio':>6} {'score samp/s':>12} {'ratio':>6} {'peak train GiB':>14}")
+    print(f"{'mode':<40} {'train samp/s':>12} {'ratio':>6} {'score samp/s':>12} {'ratio':>6} "
+          f"{'train GiB':>9} {'score GiB':>9} {'max|dlogit|':>11}")
     for r in rows:
-        peak = "-" if r["peak_train_memory_gib"] is None else f"{r['peak_train_memory_gib']:.1f}"
-        print(f"{r['mode']:<24} {r['train_samples_per_s']:12.1f} "
+        gib = ["-" if r[k] is None else f"{r[k]:.1f}" for k in ("peak_train_memory_gib", "peak_score_memory_gib")]
+        diff = r.get("max_abs_logit_diff_vs_fp32")
+        print(f"{r['mode']:<40} {r['train_samples_per_s']:12.1f} "
               f"{r['train_samples_per_s'] / base['train_samples_per_s']:6.2f} {r['score_samples_per_s']:12.1f} "
-              f"{r['score_samples_per_s'] / base['score_samples_per_s']:6.2f} {peak:>14}")
+              f"{r['score_samples_per_s'] / base['score_samples_per_s']:6.2f} {gib[0]:>9} {gib[1]:>9} "
+              f"{'-' if diff is None else f'{diff:.1e}':>11}")
     best_train = max(r["train_samples_per_s"] for r in rows)
-    print(f"loader: {loader:.0f} items/s per worker (flac read + crop); "
-          f"the fastest training mode needs about {int(np.ceil(best_train / loader))} workers")
+    best_score = max(r["score_samples_per_s"] for r in rows)
+    print(f"loader: {loader:.0f} items/s per worker (flac read + crop); the fastest modes need about "
+          f"{int(np.ceil(best_train / loader))} workers to train, {int(np.ceil(best_score / loader))} to score")
+    if any("max_abs_logit_diff_vs_fp32" in r for r in rows):
+        print("max|dlogit|: largest logit difference from fp32 eager on the scoring batch, same weights")
 
 
 def main(argv=None) -> int:
@@ -160,10 +228,15 @@ def main(argv=None) -> int:
     p.add_argument("--precision", choices=["fp32", "bf16", "both"], default=None,
                    help="modes besides the baseline (default: both on CUDA, fp32 on CPU)")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile'd modes")
+    p.add_argument("--modes", default=None, help=MODE_HELP + "; overrides --precision and --compile. "
+                   "The first is the baseline of the ratio columns")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="load these weights (e.g. the published AASIST.pth) so that max|dlogit| is meaningful")
     p.add_argument("--warmup", type=int, default=3, help="untimed repeats first (compilation happens here)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
     p.add_argument("--loader_data", type=Path, default=None, help="folder of flac files for the loader (default: generated)")
     p.add_argument("--loader_items", type=int, default=64, help="files the loader measurement reads")
+    p.add_argument("--profile", type=Path, default=None, help="append each mode's top operators (torch.profiler) here")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
 
@@ -173,19 +246,29 @@ def main(argv=None) -> int:
         return 2
     try:
         config = load_config(args.config)
+        precision = args.precision or ("both" if device.type == "cuda" else "fp32")
+        precisions = ["fp32", "bf16"] if precision == "both" else [precision]
+        specs = args.modes.split(",") if args.modes else default_modes(device, precisions, args.compile)
+        modes = [parse_mode(s.strip()) for s in specs]
+        state_dict = load_state_dict(args.weights) if args.weights else None
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     batch_size = args.batch_size or config.batch_size
     eval_batch_size = args.eval_batch_size or (256 if device.type == "cuda" else batch_size)
-    precision = args.precision or ("both" if device.type == "cuda" else "fp32")
-    precisions = ["fp32", "bf16"] if precision == "both" else [precision]
     nb_samp = config.model_config.nb_samp
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
 
-    rows = [measure_mode(config.model_config, mode, device, batch_size, eval_batch_size, nb_samp,
-                         args.warmup, args.repeats)
-            for mode in modes_for(device, precisions, args.compile)]
+    rows, reference = [], None
+    for mode in modes:
+        row = measure_mode(config.model_config, mode, device, batch_size, eval_batch_size, nb_samp,
+                           args.warmup, args.repeats, state_dict, reference, args.profile)
+        logits = row.pop("logits")
+        if mode["spec"] == "fp32" and reference is None:  # later modes are compared with fp32 eager
+            reference = logits
+        rows.append(row)
+        print(f"{row['mode']}: train {row['train_samples_per_s']:.1f}, score {row['score_samples_per_s']:.1f} samples/s",
+              flush=True)
     loader = measure_loader(nb_samp, args.loader_data, args.loader_items)
     print_table(device_name, rows, batch_size, eval_batch_size, loader)
     if args.json is not None:
