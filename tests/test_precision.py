@@ -14,7 +14,7 @@ from utils.scores import compute_metrics
 from utils.scoring import score_dataset
 
 CPU = torch.device("cpu")
-# Largest |bf16 - fp32| logit measured on the golden inputs: CPU AASIST 0.026, AASIST-L 0.044; H200 0.021, 0.044.
+# Largest |bf16 - published| logit measured on the golden inputs (CPU): AASIST 0.0085, AASIST-L 0.040.
 BF16_LOGIT_TOLERANCE = 0.1
 
 
@@ -24,8 +24,26 @@ def test_bf16_logits_stay_close_to_the_published(name, config, repo_root, refere
     model = load_model(repo_root / config, reference_dir / "weights" / f"{name}.pth", CPU)
     with torch.no_grad(), autocast("bf16", CPU):
         _, logits = model(torch.from_numpy(golden["x"]))
-    assert logits.dtype == torch.bfloat16
-    np.testing.assert_allclose(logits.float().numpy(), golden[f"{name}.logits"], atol=BF16_LOGIT_TOLERANCE, rtol=0)
+    assert logits.dtype == torch.float32  # the graph-attention tail runs in fp32
+    assert np.abs(logits.numpy() - golden[f"{name}.logits"]).max() > 1e-4  # ... but the encoder did run in bf16
+    np.testing.assert_allclose(logits.numpy(), golden[f"{name}.logits"], atol=BF16_LOGIT_TOLERANCE, rtol=0)
+
+
+def test_graph_attention_tail_runs_in_fp32_under_autocast(repo_root):
+    from models import AASIST
+    from utils.config import load_config
+    model = AASIST(load_config(repo_root / "config" / "demo.json").model_config).eval()
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen[name] = output.dtype
+        return hook
+    model.encoder.register_forward_hook(record("encoder"))
+    model.GAT_layer_S.register_forward_hook(record("tail"))
+    with torch.no_grad(), autocast("bf16", CPU):
+        model(torch.randn(2, 12000))
+    assert seen == {"encoder": torch.bfloat16, "tail": torch.float32}
 
 
 def test_bf16_scoring_gives_the_fp32_eer_on_la_tiny(repo_root, reference_dir):
