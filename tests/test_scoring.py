@@ -1,5 +1,6 @@
 """LA_tiny through the data path and the published AASIST weights, in-process and via evaluate.py."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -30,14 +31,18 @@ def test_la_tiny_scores_equal_the_published(tiny, reference_dir, repo_root):
     assert cm.keys.tolist() == ["bonafide", "spoof"] * 3 and cm.sources.tolist()[1] == "A08"
 
 
-def test_evaluate_cli_scores_la_tiny(tiny, reference_dir, repo_root, tmp_path):
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_evaluate_cli_scores_la_tiny(tiny, reference_dir, repo_root, tmp_path, compiled):
+    if compiled and not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("torch.compile on a CPU needs a C++ compiler (g++)")
     root, expected = tiny
     out = tmp_path / "metrics.json"
     result = subprocess.run(
         [sys.executable, "scripts/evaluate.py", "--config", "config/config.json", "--eval_set", "eval",
          "--database_path", str(root), "--model_path", str(reference_dir / "weights" / "AASIST.pth"),
-         "--output_dir", str(tmp_path / "scores"), "--batch_size", "3", "--device", "cpu", "--json", str(out)],
-        cwd=repo_root, capture_output=True, text=True, timeout=300)
+         "--output_dir", str(tmp_path / "scores"), "--batch_size", "3", "--device", "cpu", "--json", str(out)]
+        + ["--compile"] * compiled,
+        cwd=repo_root, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     metrics = json.loads(out.read_text())
     cm = read_cm_scores(metrics["score_file"])
