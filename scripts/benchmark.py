@@ -155,19 +155,23 @@ def measure_mode(model_config, mode: dict, device, batch_size: int, eval_batch_s
 
 
 def profile_steps(name: str, train_step, score_step, device, path: Path) -> None:
-    """Append the operators that take the most time in two training steps and one scoring step."""
+    """Append the operators that take the most time in two training steps and one scoring step, then the
+    same grouped by input shape (which convolution is which)."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     sort_by = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
     with open(path, "a") as f:
         for what, fn, n in (("train step", train_step, 2), ("scoring step", score_step, 1)):
-            with profile(activities=activities) as prof:
+            with profile(activities=activities, record_shapes=True) as prof:
                 for _ in range(n):
                     fn()
                 if device.type == "cuda":
                     torch.cuda.synchronize()
             f.write(f"\n=== {name}: {what} x{n} ===\n")
             f.write(prof.key_averages().table(sort_by=sort_by, row_limit=25, max_name_column_width=70))
+            f.write(f"\n--- {name}: {what}, by input shape ---\n")
+            f.write(prof.key_averages(group_by_input_shape=True).table(
+                sort_by=sort_by, row_limit=25, max_name_column_width=40, max_shapes_column_width=100))
 
 
 def measure_loader(nb_samp: int, data_dir: Path | None, num_items: int) -> float:
