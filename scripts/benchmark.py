@@ -7,8 +7,9 @@ Every mode runs the same network on the same synthetic input. The baseline, "pub
 published forward pass's full work (the one-channel sinc convolution, the discarded bn1 + SELU in
 every residual block, max_pool2d everywhere) in fp32 eager mode, on CUDA with the published
 script's cuDNN settings (deterministic) and PyTorch's default TF32 convolutions; the ratio columns
-are each mode's throughput over the baseline's, measured in the same run. Times are medians of --repeats timed repeats after --warmup untimed ones,
-with device synchronisation. Loader speed is items/s of one worker reading flac and cropping.
+are each mode's throughput over the baseline's, measured in the same run. Times are medians of
+--repeats timed repeats after --warmup untimed ones, with device synchronisation. Loader speed is
+items/s of one worker reading flac and cropping.
 """
 import argparse
 import contextlib

@@ -330,8 +330,8 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
         t0 = time.time()
         sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        loss, rate = train_one_epoch(train_model, train_loader, optimizer, scheduler, step_scheduler, device, config,
-                               run.precision, epoch, dist_info, run.writer)
+        loss, rate = train_one_epoch(train_model, train_loader, optimizer, scheduler, step_scheduler, device,
+                                     config, run.precision, epoch, dist_info, run.writer)
         if scheduler is not None and not step_scheduler:
             scheduler.step()
         dev_cm, dev = score_and_measure(run, score_model, "dev", "dev_scores.txt", "dev")
@@ -348,8 +348,9 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
             if figures and not log_dev_figures(run.writer, dev_cm, epoch):
                 figures = False
                 say(dist_info, "note: matplotlib is not installed: no DET curve or histograms in TensorBoard")
-            say(dist_info, f"epoch {epoch}: loss {loss:.4f} ({rate:.0f} samples/s)  dev EER {dev['eer_percent']:.3f} %  "
-                           f"dev min t-DCF {_fmt(dev['min_tdcf'])}  best {state.best_dev_eer:.3f} % (epoch {state.best_epoch})")
+            say(dist_info, f"epoch {epoch}: loss {loss:.4f} ({rate:.0f} samples/s)  "
+                           f"dev EER {dev['eer_percent']:.3f} %  dev min t-DCF {_fmt(dev['min_tdcf'])}  "
+                           f"best {state.best_dev_eer:.3f} % (epoch {state.best_epoch})")
 
     if state.swa_epochs:
         finish_swa(run, swa_model, train_loader, state)
