@@ -70,13 +70,13 @@ class AASIST(nn.Module):
         self.out_layer = nn.Linear(5 * gat_dims[1], 2)
         self.channels_last = False
 
-    def use_channels_last(self, enabled: bool = True) -> "AASIST":
+    def use_channels_last(self) -> "AASIST":
         """Run the encoder in channels-last (NHWC) layout, which cuDNN's fast bf16 kernels need.
 
         Only the layout changes (weights and activations); outputs are the same up to rounding.
         """
-        self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
-        self.channels_last = enabled
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
         return self
 
     def forward(self, x: torch.Tensor, freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

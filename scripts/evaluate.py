@@ -100,7 +100,7 @@ def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
         set_cuda_flags(config.cudnn_deterministic_toggle, config.cudnn_benchmark_toggle)
     model = use_channels_last(load_model(config, model_path, device), config.channels_last, device, precision)
     # One scoring pass: compile only when asked (compiling takes about a minute).
-    model = maybe_compile(model, args.compile or bool(config.compile), device, config.cuda_graphs is not False)
+    model = maybe_compile(model, args.compile or bool(config.compile), device, config.cuda_graphs)
     dataset = EvalDataset(entries, paths.audio_dir, config.model_config.nb_samp)
     batch_size = args.batch_size or config.eval_batch_size or config.batch_size
     num_workers = config.loader_workers()

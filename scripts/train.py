@@ -135,38 +135,6 @@ def load_splits(config: Config, need_eval: bool, dist_info: DistInfo) -> dict[st
     return splits
 
 
-# --- one epoch -----------------------------------------------------------------------------
-
-def train_one_epoch(model, loader, optimizer, scheduler, step_scheduler: bool, device, config: Config,
-                    precision: str, epoch: int, dist_info: DistInfo, writer) -> tuple[float, float]:
-    """One pass over the training data; returns the mean loss and samples/s. Stops on a NaN or inf loss."""
-    model.train()
-    weight = torch.tensor(CLASS_WEIGHTS, device=device)
-    total_loss, total_items, t0 = 0.0, 0, time.time()
-    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=None if dist_info.is_main else True, leave=False)
-    for step, (x, y) in enumerate(bar):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(precision, device):
-            _, logits = model(x, freq_aug=config.freq_aug)
-        loss = F.cross_entropy(logits.float(), y, weight=weight)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}; "
-                                     "stopping (the last good checkpoint is kept)")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step_scheduler:
-            scheduler.step()
-        total_loss += loss.item() * len(x)
-        total_items += len(x)
-        rate = total_items * dist_info.world_size / (time.time() - t0)
-        bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{rate:.1f}")
-    rate = total_items * dist_info.world_size / (time.time() - t0)
-    if writer is not None:
-        writer.add_scalar("train/samples_per_s", rate, epoch)
-    return total_loss / max(total_items, 1), rate
-
-
 @dataclass
 class Run:
     """What every step of a run needs to know, in one place."""
@@ -178,6 +146,40 @@ class Run:
     num_workers: int
     precision: str
     writer: object = None  # TensorBoard SummaryWriter on rank 0
+
+
+# --- one epoch -----------------------------------------------------------------------------
+
+def train_one_epoch(run: Run, model, loader, optimizer, scheduler, step_scheduler: bool,
+                    epoch: int) -> tuple[float, float]:
+    """One pass over the training data; returns the mean loss and samples/s. Stops on a NaN or inf loss."""
+    device, dist_info = run.device, run.dist_info
+    model.train()
+    weight = torch.tensor(CLASS_WEIGHTS, device=device)
+    total_loss, total_items, t0 = 0.0, 0, time.time()
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=None if dist_info.is_main else True, leave=False)
+    for step, (x, y) in enumerate(bar):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(run.precision, device):
+            _, logits = model(x, freq_aug=run.config.freq_aug)
+        loss = F.cross_entropy(logits.float(), y, weight=weight)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}; "
+                                     "stopping (the last good checkpoint is kept)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step_scheduler:
+            scheduler.step()
+        value = loss.item()
+        total_loss += value * len(x)
+        total_items += len(x)
+        rate = total_items * dist_info.world_size / (time.time() - t0)
+        bar.set_postfix(loss=f"{value:.4f}", samples_per_s=f"{rate:.1f}")
+    rate = total_items * dist_info.world_size / (time.time() - t0)
+    if run.writer is not None:
+        run.writer.add_scalar("train/samples_per_s", rate, epoch)
+    return total_loss / max(total_items, 1), rate
 
 
 def score_and_measure(run: Run, model, split: str, score_file: str | None, desc: str) -> tuple[CMScores, dict]:
@@ -311,10 +313,8 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
         # static_graph: the residual blocks' bn1 never gets a gradient (the published forward discards it).
         train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device_type == "cuda" else None,
                                               static_graph=True)
-    # CUDA graphs by default on one GPU; under DDP the gradient all-reduce happens between graphs.
-    graphs = config.cuda_graphs if config.cuda_graphs is not None else device_type == "cuda" and not dist_info.enabled
-    train_model = maybe_compile(train_model, config.compile, device, graphs)
-    score_model = maybe_compile(model, config.compile, device, graphs)
+    train_model = maybe_compile(train_model, config.compile, device, config.cuda_graphs, dist_info.enabled)
+    score_model = maybe_compile(model, config.compile, device, config.cuda_graphs, dist_info.enabled)
 
     if dist_info.is_main:
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
@@ -330,8 +330,7 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
         t0 = time.time()
         sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        loss, rate = train_one_epoch(train_model, train_loader, optimizer, scheduler, step_scheduler, device,
-                                     config, run.precision, epoch, dist_info, run.writer)
+        loss, rate = train_one_epoch(run, train_model, train_loader, optimizer, scheduler, step_scheduler, epoch)
         if scheduler is not None and not step_scheduler:
             scheduler.step()
         dev_cm, dev = score_and_measure(run, score_model, "dev", "dev_scores.txt", "dev")

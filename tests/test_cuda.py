@@ -47,7 +47,8 @@ def test_fp32_on_cuda_gives_the_published_logits(name, config, channels_last, re
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("name, config", MODELS)
 def test_bf16_fast_path_on_cuda_stays_close(name, config, compiled, repo_root, reference_dir):
-    model = maybe_compile(published_model(repo_root, reference_dir, name, config, None, "bf16"), compiled, CUDA)
+    model = published_model(repo_root, reference_dir, name, config, None, "bf16")
+    model = maybe_compile(model, compiled, CUDA, cuda_graphs=False)  # as run on the H200
     inputs = ("x",) if compiled else ("x", "xvar0", "xvar1")  # each new length would compile anew
     worst = golden_logits(model, np.load(reference_dir / "model_golden.npz"), name, "bf16", inputs)
     print(f"\nbf16 cuda {name} compiled={compiled} channels_last: max |dlogit| {worst:.2e}")

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -72,6 +73,12 @@ def test_defaults_per_device():
     assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
     model = torch.nn.Linear(2, 2)
     assert maybe_compile(model, None, CPU) is model and maybe_compile(model, False, CPU) is model
+    cuda = torch.device("cuda")
+    with mock.patch("torch.compile", lambda m, **kw: kw["mode"]):  # which compile mode each case asks for
+        assert maybe_compile(model, None, cuda) == "reduce-overhead"          # one GPU: CUDA graphs
+        assert maybe_compile(model, None, cuda, distributed=True) is None     # DDP: plain compile
+        assert maybe_compile(model, True, CPU) is None                        # CPU: no CUDA graphs
+        assert maybe_compile(model, None, cuda, cuda_graphs=False) is None
 
 
 def test_benchmark_runs_and_reports_ratios(repo_root, tmp_path):

@@ -100,11 +100,12 @@ class Config:
     num_workers: Optional[int] = None      # None: min(8, CPU count)
     pin_memory: bool = True                # used on CUDA only
     # Speed (see README, Performance). "auto": bf16 autocast for training on CUDA, fp32 elsewhere;
-    # evaluate.py scores in fp32 unless told otherwise. compile None: torch.compile on CUDA only.
+    # evaluate.py scores in fp32 unless told otherwise. compile None: torch.compile for training on
+    # CUDA (evaluate.py compiles only when it is true or given --compile).
     precision: str = "auto"
     compile: Optional[bool] = None
     channels_last: Optional[bool] = None   # None: channels-last layout on CUDA in bf16
-    cuda_graphs: Optional[bool] = None     # None: compiled graphs replayed as CUDA graphs on one GPU
+    cuda_graphs: Optional[bool] = None     # None: compiled graphs replayed as CUDA graphs on one GPU, not DDP
 
     def loader_workers(self) -> int:
         """`num_workers`, or by default one per CPU core up to 8 (a worker reads about 1,000 files/s:

@@ -39,13 +39,16 @@ def use_channels_last(model, setting: bool | None, device: torch.device, precisi
 
 
 def maybe_compile(model: torch.nn.Module, setting: bool | None, device: torch.device,
-                  cuda_graphs: bool = False) -> torch.nn.Module:
+                  cuda_graphs: bool | None = None, distributed: bool = False) -> torch.nn.Module:
     """`torch.compile(model)` when asked, or by default on CUDA; the module itself otherwise.
 
     Shapes stay static: a training run sees one batch shape, a scoring pass one more for its last
     batch. `cuda_graphs` replays each compiled graph as one CUDA graph ("reduce-overhead"): the
-    training step otherwise waits on the CPU launching its hundreds of kernels.
+    training step otherwise waits on the CPU launching its hundreds of kernels. By default it is on
+    with one CUDA device, off under DDP (whose gradient all-reduce runs between graphs).
     """
-    if setting if setting is not None else device.type == "cuda":
-        return torch.compile(model, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
-    return model
+    if not (setting if setting is not None else device.type == "cuda"):
+        return model
+    if cuda_graphs is None:
+        cuda_graphs = device.type == "cuda" and not distributed
+    return torch.compile(model, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
