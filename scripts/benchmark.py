@@ -33,6 +33,7 @@ from data_utils import ProtocolEntry, TrainDataset  # noqa: E402
 from models import AASIST, aasist, layers, load_state_dict  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError  # noqa: E402
+from utils.io import atomic_open  # noqa: E402
 from utils.precision import autocast, maybe_compile, set_cuda_flags, use_channels_last  # noqa: E402
 
 
@@ -224,6 +225,22 @@ def print_table(device_name: str, rows: list[dict], batch_size: int, eval_batch_
         print("max|dlogit|: largest logit difference from fp32 eager on the scoring batch, same weights")
 
 
+def measure_all(modes: list[dict], config, device, batch_size: int, eval_batch_size: int, args, state_dict):
+    """Every mode (fp32 eager, where measured, is the logits reference of later modes), then the loader."""
+    nb_samp = config.model_config.nb_samp
+    rows, reference = [], None
+    for mode in modes:
+        row = measure_mode(config.model_config, mode, device, batch_size, eval_batch_size, nb_samp,
+                           args.warmup, args.repeats, state_dict, reference, args.profile)
+        logits = row.pop("logits")
+        if mode["spec"] == "fp32" and reference is None:
+            reference = logits
+        rows.append(row)
+        print(f"{row['mode']}: train {row['train_samples_per_s']:.1f}, score {row['score_samples_per_s']:.1f} samples/s",
+              flush=True)
+    return rows, measure_loader(nb_samp, args.loader_data, args.loader_items)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=REPO_ROOT / "config" / "config.json", help="model to measure")
@@ -256,32 +273,20 @@ def main(argv=None) -> int:
         specs = args.modes.split(",") if args.modes else default_modes(device, precisions, args.compile)
         modes = [parse_mode(s.strip()) for s in specs]
         state_dict = load_state_dict(args.weights) if args.weights else None
-    except InputError as e:
+        batch_size = args.batch_size or config.batch_size
+        eval_batch_size = args.eval_batch_size or (256 if device.type == "cuda" else batch_size)
+        device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                       else f"CPU ({torch.get_num_threads()} threads)")
+        rows, loader = measure_all(modes, config, device, batch_size, eval_batch_size, args, state_dict)
+        print_table(device_name, rows, batch_size, eval_batch_size, loader)
+        if args.json is not None:
+            with atomic_open(args.json) as f:
+                json.dump({"device": device_name, "torch": torch.__version__, "batch_size": batch_size,
+                           "eval_batch_size": eval_batch_size, "modes": rows,
+                           "loader_items_per_s_per_worker": loader}, f, indent=2)
+    except InputError as e:  # a bad config or mode, no flac files for the loader, an unwritable --json path
         print(f"error: {e}", file=sys.stderr)
         return 2
-    batch_size = args.batch_size or config.batch_size
-    eval_batch_size = args.eval_batch_size or (256 if device.type == "cuda" else batch_size)
-    nb_samp = config.model_config.nb_samp
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-
-    rows, reference = [], None
-    for mode in modes:
-        row = measure_mode(config.model_config, mode, device, batch_size, eval_batch_size, nb_samp,
-                           args.warmup, args.repeats, state_dict, reference, args.profile)
-        logits = row.pop("logits")
-        if mode["spec"] == "fp32" and reference is None:  # later modes are compared with fp32 eager
-            reference = logits
-        rows.append(row)
-        print(f"{row['mode']}: train {row['train_samples_per_s']:.1f}, score {row['score_samples_per_s']:.1f} samples/s",
-              flush=True)
-    loader = measure_loader(nb_samp, args.loader_data, args.loader_items)
-    print_table(device_name, rows, batch_size, eval_batch_size, loader)
-    if args.json is not None:
-        from utils.io import atomic_open
-        with atomic_open(args.json) as f:
-            json.dump({"device": device_name, "torch": torch.__version__, "batch_size": batch_size,
-                       "eval_batch_size": eval_batch_size, "modes": rows, "loader_items_per_s_per_worker": loader},
-                      f, indent=2)
     return 0
 
 

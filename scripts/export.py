@@ -153,11 +153,8 @@ def max_difference(net: torch.nn.Module, run: Callable, x: np.ndarray) -> float:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all."""
-    try:
-        with atomic_open(path, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    with atomic_open(path, "wb") as f:
+        f.write(data)
 
 
 def main(argv: list[str] | None = None) -> int:

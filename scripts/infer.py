@@ -99,17 +99,14 @@ def row(path: Path, result: ScoreResult | InputError, threshold: float, segments
 
 def write_output(path: Path, records: list[dict], meta: dict) -> None:
     """CSV (one line per file) or JSON (``meta`` and a "files" list), written whole or not at all."""
-    try:
-        with atomic_open(path) as f:
-            if path.suffix.lower() == ".json":
-                json.dump({**meta, "files": records}, f, indent=2)
-                f.write("\n")
-            else:
-                writer = csv.DictWriter(f, fieldnames=list(records[0]), lineterminator="\n")
-                writer.writeheader()
-                writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    with atomic_open(path) as f:
+        if path.suffix.lower() == ".json":
+            json.dump({**meta, "files": records}, f, indent=2)
+            f.write("\n")
+        else:
+            writer = csv.DictWriter(f, fieldnames=list(records[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)
 
 
 def print_table(records: list[dict], threshold: float, segments: bool) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.errors import InputError
+from utils.io import atomic_open
 from utils.metrics import check_scores, compute_det_curve, compute_eer
 from utils.scores import CMScores
 
@@ -119,14 +120,9 @@ def score_histograms_figure(cm: CMScores, bins: int = 60):
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Write ``fig`` as a PNG, atomically (a reader never sees half an image)."""
-    from utils.io import atomic_open  # here: utils.io imports torch, which plotting a score file does not need
-
     path = Path(path)
-    try:
-        with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
     return path
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from utils.errors import InputError
+from utils.io import atomic_open
 from utils.metrics import check_scores, compute_eer, compute_min_tdcf, per_attack_eer
 
 CM_KEYS = ("bonafide", "spoof")
@@ -123,20 +124,14 @@ def read_asv_scores(path: str | os.PathLike) -> ASVScores:
 
 def write_cm_scores(path: str | os.PathLike, cm: CMScores) -> None:
     """Write ``cm`` as a CM score file, atomically; scores keep every digit (they read back equal)."""
-    # Imported here, not at the top: utils.io imports torch, which metrics-only runs do not need.
-    from utils.io import atomic_open
-
     for name, values in (("utterance id", cm.utt_ids), ("source", cm.sources)):
         bad = [v for v in values.tolist() if v.split() != [v]]
         if bad:
             raise InputError(f"CM scores: {name} {bad[0]!r} is empty or holds white space")
-    try:
-        with atomic_open(path) as f:
-            for utt_id, source, key, score in zip(cm.utt_ids.tolist(), cm.sources.tolist(),
-                                                  cm.keys.tolist(), cm.scores.tolist()):
-                f.write(f"{utt_id} {source} {key} {score!r}\n")
-    except OSError as e:
-        raise InputError(f"{path}: cannot write score file: {e.strerror}") from None
+    with atomic_open(path) as f:
+        for utt_id, source, key, score in zip(cm.utt_ids.tolist(), cm.sources.tolist(),
+                                              cm.keys.tolist(), cm.scores.tolist()):
+            f.write(f"{utt_id} {source} {key} {score!r}\n")
 
 
 def compute_metrics(cm: CMScores, asv: ASVScores | None = None) -> dict:
@@ -169,11 +164,6 @@ def compute_metrics(cm: CMScores, asv: ASVScores | None = None) -> dict:
 
 def write_metrics_json(path: str | os.PathLike, metrics: dict) -> None:
     """Write the dict of ``compute_metrics`` as JSON, atomically (floats keep every digit)."""
-    from utils.io import atomic_open  # see write_cm_scores: keeps torch out of metrics-only runs
-
-    try:
-        with atomic_open(path) as f:
-            json.dump(metrics, f, indent=2)
-            f.write("\n")
-    except OSError as e:
-        raise InputError(f"{path}: cannot write metrics: {e.strerror}") from None
+    with atomic_open(path) as f:
+        json.dump(metrics, f, indent=2)
+        f.write("\n")
