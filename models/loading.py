@@ -52,8 +52,11 @@ def load_weights_into(model: AASIST, state_dict: Mapping[str, torch.Tensor], sou
     model.load_state_dict(state_dict, strict=True)
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(name: str | None = None) -> torch.device:
+    """The device a `--device cpu|cuda` option names, or by default CUDA if available, else the CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda, but CUDA is not available")
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def load_model(config: str | Path | Config | ModelConfig | Mapping, weights_path: str | Path,
@@ -65,4 +68,4 @@ def load_model(config: str | Path | Config | ModelConfig | Mapping, weights_path
     model_config = config.model_config if isinstance(config, Config) else config
     model = AASIST(model_config)
     load_weights_into(model, load_state_dict(weights_path), source=str(weights_path))
-    return model.to(device or default_device()).eval()
+    return model.to(device or resolve_device()).eval()

@@ -31,6 +31,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from data_utils import ProtocolEntry, TrainDataset  # noqa: E402
 from models import AASIST, aasist, layers, load_state_dict  # noqa: E402
+from models.loading import resolve_device  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 from utils.io import atomic_open  # noqa: E402
@@ -262,11 +263,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda, but CUDA is not available", file=sys.stderr)
-        return 2
     try:
+        device = resolve_device(args.device)
         config = load_config(args.config)
         precision = args.precision or ("both" if device.type == "cuda" else "fp32")
         precisions = ["fp32", "bf16"] if precision == "both" else [precision]

@@ -72,10 +72,10 @@ def read_score_files(scores_path: Path, asv_scores_path: Path | None) -> tuple[C
 
 def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     """Score `--eval_set` with the model; write the score file. Returns the scores, its path and the ASV scores."""
-    import torch  # here, not at the top: the metrics-only mode does not need torch
-
+    # Imported here, not at the top: the metrics-only mode does not need torch.
     from data_utils import EvalDataset, check_audio_exists, read_protocol, split_paths
     from models import load_model
+    from models.loading import resolve_device
     from utils.config import load_config
     from utils.scores import write_cm_scores
     from utils.scoring import score_dataset
@@ -84,9 +84,7 @@ def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     config = load_config(args.config)
     database = args.database_path or Path(config.database_path)
     model_path = args.model_path or Path(config.model_path)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda, but CUDA is not available")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     paths = split_paths(database, args.eval_set)
     entries = read_protocol(paths.protocol)
     check_audio_exists(entries, paths.audio_dir)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install needed
 
-import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from models import load_model  # noqa: E402
+from models.loading import resolve_device  # noqa: E402
 from models.inference import AUDIO_EXTENSIONS, ScoreResult, read_files, score_stream  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError  # noqa: E402
@@ -72,12 +72,6 @@ def find_audio(paths: list[Path]) -> tuple[list[Path], int]:
         else:
             found.append(path)
     return list(dict.fromkeys(found)), skipped
-
-
-def resolve_device(name: str | None) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda, but CUDA is not available")
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def row(path: Path, result: ScoreResult | InputError, threshold: float, segments: bool) -> dict:

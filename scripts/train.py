@@ -30,6 +30,7 @@ from tqdm import tqdm  # noqa: E402
 
 from data_utils import EvalDataset, TrainDataset, TrainSampler, check_audio_exists, read_protocol, split_paths  # noqa: E402
 from models import AASIST  # noqa: E402
+from models.loading import resolve_device  # noqa: E402
 from utils.config import Config, config_from_dict, config_to_dict, load_config  # noqa: E402
 from utils.distributed import DistInfo, average_across_ranks_, cleanup, init_distributed  # noqa: E402
 from utils.errors import InputError  # noqa: E402
@@ -255,9 +256,10 @@ def prepare_run(args, dist_info: DistInfo) -> tuple[Config, Path, int, dict | No
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    device_type = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device_type == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda, but CUDA is not available", file=sys.stderr)
+    try:
+        device_type = resolve_device(args.device).type
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     dist_info = init_distributed(device_type)
     try:
