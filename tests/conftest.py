@@ -25,6 +25,12 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def la_tiny(reference_dir) -> Path:
+    """The flac folder of the reference LA_tiny eval set (6 utterances)."""
+    return reference_dir / "LA_tiny" / "ASVspoof2019_LA_eval" / "flac"
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
 

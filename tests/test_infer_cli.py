@@ -25,11 +25,6 @@ def infer(load_script):
 
 
 @pytest.fixture(scope="module")
-def la_tiny(reference_dir):
-    return reference_dir / "LA_tiny" / "ASVspoof2019_LA_eval" / "flac"
-
-
-@pytest.fixture(scope="module")
 def lite_args(repo_root, reference_dir):
     return ["--config", str(repo_root / "config" / "AASIST-L.json"),
             "--model_path", str(reference_dir / "weights" / "AASIST-L.pth")]

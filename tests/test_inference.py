@@ -17,11 +17,6 @@ SR = 16000
 
 
 @pytest.fixture(scope="module")
-def la_tiny(reference_dir):
-    return reference_dir / "LA_tiny" / "ASVspoof2019_LA_eval" / "flac"
-
-
-@pytest.fixture(scope="module")
 def aasist_l(repo_root, reference_dir):
     return load_model(repo_root / "config" / "AASIST-L.json", reference_dir / "weights" / "AASIST-L.pth", "cpu")
 
