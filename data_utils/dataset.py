@@ -111,32 +111,50 @@ def read_protocol(path: str | os.PathLike) -> list[ProtocolEntry]:
     return entries
 
 
-def load_audio(path: str | os.PathLike) -> np.ndarray:
-    """Read an audio file as soundfile's float64 samples in [-1, 1], cast to float32.
+def read_mono(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read any audio file soundfile reads; channels are averaged (in float64).
 
-    Multi-channel audio is averaged to mono (in float64, before the cast).
+    Returns:
+        (num_samples,) float64 samples in [-1, 1], and the sample rate.
+
+    Raises:
+        InputError: naming the file, if it is missing, a directory, empty, not audio or corrupt,
+            or has no samples.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"audio file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not an audio file")
+    # libsndfile writes a zero-sample FLAC as a 0-byte file and then cannot open it; say what it is.
+    if path.stat().st_size == 0:
+        raise InputError(f"audio file {path} is empty (0 bytes)")
+    try:
+        x, sample_rate = sf.read(path, always_2d=True)  # (num_samples, channels) float64
+    except sf.SoundFileError as e:
+        reason = getattr(e, "error_string", None) or str(e)
+        raise InputError(f"cannot read audio file {path}: not audio in a format soundfile reads, "
+                         f"or corrupt ({reason})") from None
+    except (RuntimeError, OSError) as e:
+        raise InputError(f"cannot read audio file {path}: {e}") from None
+    if x.shape[0] == 0:
+        raise InputError(f"audio file {path} has no samples")
+    return x.mean(axis=1), sample_rate
+
+
+def load_audio(path: str | os.PathLike) -> np.ndarray:
+    """Read a 16 kHz audio file (``read_mono``) as float32 samples in [-1, 1].
 
     Returns:
         (num_samples,) float32.
 
     Raises:
-        InputError: naming the file, if it is missing, unreadable, empty, or not 16 kHz.
+        InputError: naming the file, as ``read_mono`` does, or if it is not 16 kHz.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"audio file not found: {path}")
-    # libsndfile writes a zero-sample FLAC as a 0-byte file and then cannot open it; say what it is.
-    if path.stat().st_size == 0:
-        raise InputError(f"audio file {path} is empty (0 bytes)")
-    try:
-        x, sr = sf.read(path, always_2d=True)  # (num_samples, channels) float64
-    except (sf.SoundFileError, RuntimeError) as e:
-        raise InputError(f"cannot read audio file {path}: {e}") from None
-    if sr != SAMPLE_RATE:
-        raise InputError(f"audio file {path} is {sr} Hz; AASIST expects {SAMPLE_RATE} Hz")
-    if x.shape[0] == 0:
-        raise InputError(f"audio file {path} has no samples")
-    return x.mean(axis=1).astype(np.float32)
+    x, sample_rate = read_mono(path)
+    if sample_rate != SAMPLE_RATE:
+        raise InputError(f"audio file {path} is {sample_rate} Hz; AASIST expects {SAMPLE_RATE} Hz")
+    return x.astype(np.float32)
 
 
 def pad_repeat(x: np.ndarray, nb_samp: int) -> np.ndarray:

@@ -22,7 +22,7 @@ import soundfile as sf
 import torch
 from scipy.signal import firwin, resample_poly
 
-from data_utils.dataset import NB_SAMP, SAMPLE_RATE, pad_repeat
+from data_utils.dataset import NB_SAMP, SAMPLE_RATE, pad_repeat, read_mono
 from utils.errors import InputError
 
 # Extensions of the container formats libsndfile reads, by soundfile's format name. A folder search
@@ -107,8 +107,8 @@ def to_16k(x: np.ndarray, sample_rate: int) -> np.ndarray:
 def read_any_audio(path: str | os.PathLike) -> np.ndarray:
     """Read any audio file soundfile reads as a 16 kHz mono waveform.
 
-    Channels are averaged (in float64, as ``data_utils.load_audio`` does), then the signal is resampled
-    to 16 kHz; a 16 kHz file gives exactly ``load_audio``'s samples.
+    Channels are averaged (``data_utils.dataset.read_mono``, as ``load_audio`` reads), then the
+    signal is resampled to 16 kHz; a 16 kHz file gives exactly ``load_audio``'s samples.
 
     Returns:
         (T,) float32 in about [-1, 1], at 16 kHz.
@@ -117,25 +117,10 @@ def read_any_audio(path: str | os.PathLike) -> np.ndarray:
         InputError: naming the file and the reason: missing, a directory, empty, not audio or corrupt,
             no samples, or NaN/infinite samples.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"audio file not found: {path}")
-    if path.is_dir():
-        raise InputError(f"{path} is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise InputError(f"audio file {path} is empty (0 bytes)")
-    try:
-        x, sample_rate = sf.read(path, always_2d=True)  # (T, channels) float64
-    except sf.SoundFileError as e:
-        reason = getattr(e, "error_string", None) or str(e)
-        raise InputError(f"cannot read {path}: not audio in a format soundfile reads, or corrupt ({reason})") from None
-    except (RuntimeError, OSError) as e:
-        raise InputError(f"cannot read {path}: {e}") from None
-    if x.shape[0] == 0:
-        raise InputError(f"audio file {path} has no samples")
+    x, sample_rate = read_mono(path)
     if not np.all(np.isfinite(x)):
         raise InputError(f"audio file {path} holds NaN or infinite samples")
-    return to_16k(x.mean(axis=1), sample_rate)
+    return to_16k(x, sample_rate)
 
 
 def _as_waveform(audio: np.ndarray | torch.Tensor, sample_rate: int | None) -> np.ndarray:
