@@ -38,7 +38,7 @@ from utils.io import atomic_open, atomic_torch_save  # noqa: E402
 from utils.precision import (autocast, maybe_compile, resolve_precision, set_cuda_flags,  # noqa: E402
                              use_channels_last)
 from utils.optimizer import build_optimizer, build_scheduler, scheduler_interval  # noqa: E402
-from utils.plots import det_curve_figure, score_histograms_figure  # noqa: E402  (matplotlib: lazily, optional)
+from utils.plots import cm_figures  # noqa: E402  (matplotlib: lazily, optional)
 from utils.scores import ASVScores, CMScores, compute_metrics, read_asv_scores, write_cm_scores  # noqa: E402
 from utils.scoring import score_dataset  # noqa: E402
 
@@ -196,9 +196,8 @@ def score_and_measure(run: Run, model, split: str, score_file: str | None, desc:
 def log_dev_figures(writer, cm: CMScores, epoch: int) -> bool:
     """DET curve and score histograms of dev in TensorBoard; False (and nothing logged) without matplotlib."""
     try:
-        bonafide = cm.keys == "bonafide"
-        writer.add_figure("dev/det_curve", det_curve_figure(cm.scores[bonafide], cm.scores[~bonafide]), epoch)
-        writer.add_figure("dev/score_histograms", score_histograms_figure(cm), epoch)
+        for name, fig in cm_figures(cm).items():
+            writer.add_figure(f"dev/{name}", fig, epoch)
     except InputError:
         return False
     return True

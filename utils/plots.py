@@ -126,14 +126,17 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
+def cm_figures(cm: CMScores) -> dict:
+    """The DET curve and the score histograms of a set of CM scores, by name (the file or tag stem)."""
+    is_bonafide = cm.keys == "bonafide"
+    return {"det_curve": det_curve_figure(cm.scores[is_bonafide], cm.scores[~is_bonafide]),
+            "score_histograms": score_histograms_figure(cm)}
+
+
 def save_plots(cm: CMScores, out_dir: str | os.PathLike, prefix: str = "") -> list[Path]:
     """Write ``<prefix>det_curve.png`` and ``<prefix>score_histograms.png`` into ``out_dir``.
 
     Returns:
         the two paths written.
     """
-    out_dir = Path(out_dir)
-    is_bonafide = cm.keys == "bonafide"
-    det = det_curve_figure(cm.scores[is_bonafide], cm.scores[~is_bonafide])
-    return [save_figure(det, out_dir / f"{prefix}det_curve.png"),
-            save_figure(score_histograms_figure(cm), out_dir / f"{prefix}score_histograms.png")]
+    return [save_figure(fig, Path(out_dir) / f"{prefix}{name}.png") for name, fig in cm_figures(cm).items()]
