@@ -29,6 +29,7 @@ The same seed writes byte-identical files.
 import argparse
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,12 +41,13 @@ import soundfile as sf  # noqa: E402
 from scipy.ndimage import uniform_filter1d  # noqa: E402
 from scipy.signal import lfilter  # noqa: E402
 
-from data_utils import SAMPLE_RATE, split_paths  # noqa: E402
+from data_utils import SAMPLE_RATE, audio_path, split_paths  # noqa: E402
 
 FS = SAMPLE_RATE
 HOP = 128  # samples (8 ms): frame rate of the control tracks and of the time-varying filters
 FILTER_FFT = 1024  # long enough that a 40 Hz-wide resonance has decayed by -50 dB before it wraps around
 STFT_FFT = 512  # analysis frame of the artefacts (32 ms, Hann, hop HOP)
+STFT_WINDOW = np.hanning(STFT_FFT + 1)[:STFT_FFT]  # periodic Hann
 MIN_SECONDS, MAX_SECONDS = 0.5, 1.6
 
 # (F1, F2, F3) of an adult male talker, Hz; F4 and F5 are fixed below.
@@ -281,11 +283,11 @@ def synthesize(tracks: Tracks, speaker: Speaker, num_samples: int, rng: np.rando
     voiced = filter_by_frames(excitation, resonator_response(tracks.formants, tracks.bandwidths, FILTER_FFT), crossfade)
     fric_response = resonator_response(tracks.fric_shape[:, :1], tracks.fric_shape[:, 1:], FILTER_FFT)
     fric_response /= np.abs(fric_response).max(axis=1, keepdims=True)
-    noise = _frame_to_samples(tracks.frication, num_samples) * rng.standard_normal(num_samples)
-    fricated = filter_by_frames(noise, fric_response, crossfade)
+    frication = _frame_to_samples(tracks.frication, num_samples)
+    fricated = filter_by_frames(frication * rng.standard_normal(num_samples), fric_response, crossfade)
     # Scale each path by its level where it is active, so the tracks' amplitudes set the vowel/fricative balance.
     voiced = _unit_rms(voiced, voicing > 0.5)
-    fricated = _unit_rms(fricated, _frame_to_samples(tracks.frication, num_samples) > 0.1)
+    fricated = _unit_rms(fricated, frication > 0.1)
     return voiced + 0.15 * fricated  # fricatives about 10 dB below vowels
 
 
@@ -296,12 +298,12 @@ def stft(x: np.ndarray) -> np.ndarray:
     """(frames, STFT_FFT // 2 + 1) complex STFT, Hann window, hop HOP, frames centred on multiples of HOP."""
     padded = np.pad(x, (STFT_FFT // 2, STFT_FFT // 2 + HOP))
     starts = np.arange(x.shape[0] // HOP + 1) * HOP
-    return np.fft.rfft(padded[starts[:, None] + np.arange(STFT_FFT)] * np.hanning(STFT_FFT + 1)[:STFT_FFT], axis=1)
+    return np.fft.rfft(padded[starts[:, None] + np.arange(STFT_FFT)] * STFT_WINDOW, axis=1)
 
 
 def istft(spec: np.ndarray, num_samples: int) -> np.ndarray:
     """Least-squares inverse of :func:`stft` (weighted overlap-add), ``num_samples`` long."""
-    window = np.hanning(STFT_FFT + 1)[:STFT_FFT]
+    window = STFT_WINDOW
     frames = np.fft.irfft(spec, STFT_FFT, axis=1) * window
     total = (spec.shape[0] - 1) * HOP + STFT_FFT
     y, norm = np.zeros(total), np.zeros(total)
@@ -488,7 +490,7 @@ def write_split(out: Path, split: str, split_index: int, seed: int, scale: float
     for i, ((speaker, source), number) in enumerate(zip(jobs, ids)):
         utt_id = f"LA_{plan.prefix}_{number:07d}"
         audio = make_utterance(source, speakers[speaker], np.random.default_rng([seed, split_index, i]))
-        sf.write(paths.audio_dir / f"{utt_id}.flac", audio, FS, format="FLAC", subtype="PCM_16")
+        sf.write(audio_path(paths.audio_dir, utt_id), audio, FS, format="FLAC", subtype="PCM_16")
         entries.append((speaker, utt_id, source))
     lines = [f"{spk} {utt} - {src} {'bonafide' if src == '-' else 'spoof'}\n" for spk, utt, src in entries]
     paths.protocol.write_text("".join(lines))
@@ -512,10 +514,8 @@ def write_asv_scores(path: Path, entries: list[tuple[str, str, str]], rng: np.ra
 
 def summarise(split: str, entries: list[tuple[str, str, str]], audio_dir: Path) -> str:
     """One line per split: utterances per source and seconds of audio."""
-    counts: dict[str, int] = {}
-    for _, _, src in entries:
-        counts["bonafide" if src == "-" else src] = counts.get("bonafide" if src == "-" else src, 0) + 1
-    seconds = sum(sf.info(audio_dir / f"{utt}.flac").duration for _, utt, _ in entries)
+    counts = Counter("bonafide" if src == "-" else src for _, _, src in entries)
+    seconds = sum(sf.info(audio_path(audio_dir, utt)).duration for _, utt, _ in entries)
     by_source = ", ".join(f"{k} {v}" for k, v in counts.items())
     return f"  {split:5s} {len(entries):4d} utterances, {seconds / 60:4.1f} min ({by_source})"
 
@@ -540,10 +540,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"writing a synthetic ASVspoof 2019 LA-style corpus to {args.out} (seed {args.seed})")
     for split_index, split in enumerate(PLANS):
         entries = write_split(args.out, split, split_index, args.seed, args.scale)
-        asv_path = split_paths(args.out, split).asv_scores
-        if asv_path is not None:
-            write_asv_scores(asv_path, entries, np.random.default_rng([args.seed, split_index, 10**9]))
-        print(summarise(split, entries, split_paths(args.out, split).audio_dir))
+        paths = split_paths(args.out, split)
+        if paths.asv_scores is not None:
+            write_asv_scores(paths.asv_scores, entries, np.random.default_rng([args.seed, split_index, 10**9]))
+        print(summarise(split, entries, paths.audio_dir))
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"done in {time.time() - start:.1f} s, {size / 2**20:.1f} MiB; train with: "
           "python scripts/train.py --config config/demo.json")
