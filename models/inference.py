@@ -13,7 +13,7 @@ lowest window score.
 import functools
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -61,9 +61,6 @@ class ScoreResult:
     window_mean: float | None = None
     window_min: float | None = None
     window_min_start: float | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # --- audio in -----------------------------------------------------------------------------------
@@ -163,7 +160,7 @@ def window_starts(num_samples: int, nb_samp: int, hop: int) -> np.ndarray:
 
 def _window(x: np.ndarray, start: int, nb_samp: int) -> np.ndarray:
     """(nb_samp,) window of ``x`` at ``start``, repeat-padded when ``x`` is shorter than ``nb_samp``."""
-    return pad_repeat(x, nb_samp) if x.shape[0] < nb_samp else x[start:start + nb_samp]
+    return pad_repeat(x[start:], nb_samp)  # window_starts keeps start + nb_samp within a longer x
 
 
 # --- batched scoring ----------------------------------------------------------------------------
@@ -249,7 +246,7 @@ def score_stream(model: torch.nn.Module, recordings: Iterable[tuple[object, np.n
 
 
 def score(model: torch.nn.Module, audio_or_path: str | os.PathLike | np.ndarray | torch.Tensor,
-          sample_rate: int | None = None, segments: bool = False, nb_samp: int | None = None,
+          sample_rate: int | None = None, segments: bool = False, nb_samp: int = NB_SAMP,
           hop: int | None = None, batch_size: int = 8) -> ScoreResult:
     """Score one recording with AASIST.
 
@@ -272,8 +269,7 @@ def score(model: torch.nn.Module, audio_or_path: str | os.PathLike | np.ndarray 
         x = read_any_audio(audio_or_path)
     else:
         x = _as_waveform(audio_or_path, sample_rate)
-    [(_, result)] = score_stream(model, [(None, x)], segments, NB_SAMP if nb_samp is None else nb_samp, hop,
-                                 batch_size)
+    [(_, result)] = score_stream(model, [(None, x)], segments, nb_samp, hop, batch_size)
     return result
 
 
