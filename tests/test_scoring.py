@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from data_utils import EvalDataset, read_protocol, split_paths
-from models import load_model
+from torch.utils.data import DataLoader, TensorDataset
+
+from models import AASIST, load_model
+from utils.config import load_config
 from utils.scores import read_cm_scores
-from utils.scoring import score_dataset
+from utils.scoring import score_batches, score_dataset
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +32,22 @@ def test_la_tiny_scores_equal_the_published(tiny, reference_dir, repo_root):
     assert cm.utt_ids.tolist() == list(expected)
     np.testing.assert_allclose(cm.scores, list(expected.values()), atol=1e-4, rtol=0)
     assert cm.keys.tolist() == ["bonafide", "spoof"] * 3 and cm.sources.tolist()[1] == "A08"
+    # The last batch (2 of 4) padded to full size, as for a compiled model: the same 6 scores.
+    padded = score_batches(model, DataLoader(dataset, batch_size=4), torch.device("cpu"), fixed_batch=True)
+    np.testing.assert_allclose(padded, list(expected.values()), atol=1e-4, rtol=0)
+
+
+def test_a_compiled_model_scores_a_short_last_batch_without_recompiling(repo_root):
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    model = AASIST(load_config(repo_root / "config" / "demo.json").model_config).eval()
+    compiled = torch.compile(model, backend="eager", dynamic=False)  # dynamo's graph capture alone, no codegen
+    items = TensorDataset(torch.randn(5, 12000), torch.zeros(5))
+    scores = score_batches(compiled, DataLoader(items, batch_size=2), torch.device("cpu"))
+    assert counters["stats"]["unique_graphs"] == 1  # batches of 2, 2 and 1 (padded to 2): one shape
+    with torch.no_grad():
+        np.testing.assert_allclose(scores, model(items.tensors[0])[1][:, 1].numpy(), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
@@ -40,7 +59,7 @@ def test_evaluate_cli_scores_la_tiny(tiny, reference_dir, repo_root, tmp_path, c
     result = subprocess.run(
         [sys.executable, "scripts/evaluate.py", "--config", "config/config.json", "--eval_set", "eval",
          "--database_path", str(root), "--model_path", str(reference_dir / "weights" / "AASIST.pth"),
-         "--output_dir", str(tmp_path / "scores"), "--batch_size", "3", "--device", "cpu", "--json", str(out)]
+         "--output_dir", str(tmp_path / "scores"), "--batch_size", "4", "--device", "cpu", "--json", str(out)]
         + ["--compile"] * compiled,
         cwd=repo_root, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -52,3 +52,8 @@ def maybe_compile(model: torch.nn.Module, setting: bool | None, device: torch.de
     if cuda_graphs is None:
         cuda_graphs = device.type == "cuda" and not distributed
     return torch.compile(model, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
+
+
+def is_compiled(model: torch.nn.Module) -> bool:
+    """Whether `model` is what `torch.compile` returns (it runs with the shapes it was compiled for)."""
+    return isinstance(model, torch._dynamo.eval_frame.OptimizedModule)

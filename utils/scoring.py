@@ -6,27 +6,39 @@ from tqdm import tqdm
 
 from data_utils import EvalDataset
 from utils.distributed import DistInfo, gather_objects
-from utils.precision import autocast
+from utils.precision import autocast, is_compiled
 from utils.scores import CMScores
 
 
 @torch.no_grad()
 def score_batches(model: torch.nn.Module, loader: DataLoader, device: torch.device, desc: str = "scoring",
-                  precision: str = "fp32") -> np.ndarray:
+                  precision: str = "fp32", fixed_batch: bool | None = None) -> np.ndarray:
     """The published score, `logits[:, 1]` (bona fide logit), for every item of `loader`, in order.
+
+    `fixed_batch` (default: when `model` is compiled) pads a short last batch to the full batch size
+    with copies of its first item, whose scores are dropped: a compiled model then sees one shape
+    and is not compiled, and its CUDA graph recorded, a second time for the last batch. In eval mode
+    every item is scored on its own, so the padding does not change the other scores.
 
     Returns:
         (N,) float32.
     """
+    if fixed_batch is None:
+        fixed_batch = is_compiled(model)
     model.eval()
     out = []
     with tqdm(total=len(loader.dataset), desc=desc, unit="utt", disable=None, leave=False) as bar:
         for x, _ in loader:
+            n = len(x)
+            if fixed_batch and n < loader.batch_size:
+                x = torch.cat([x, x[:1].expand(loader.batch_size - n, *x.shape[1:])])
             with autocast(precision, device):
                 _, logits = model(x.to(device, non_blocking=True))
-            out.append(logits[:, 1].float().cpu().numpy())
-            bar.update(len(x))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+            # Copied now (a CUDA graph's output is overwritten by its next replay) and read back once
+            # at the end, so that the loop never waits for the GPU.
+            out.append(logits[:n, 1].to(torch.float32, copy=True))
+            bar.update(n)
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
 
 
 def score_dataset(model: torch.nn.Module, dataset: EvalDataset, batch_size: int, device: torch.device,
