@@ -116,9 +116,11 @@ def test_two_process_torchrun(repo_root, corpus, tmp_path):
     assert (tmp_path / "ddp" / "weights" / "swa.pth").is_file()
 
 
+@pytest.mark.parametrize("read_every", [1, 100], ids=["read_each_step", "read_at_epoch_end"])
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(repo_root, corpus, tmp_path, monkeypatch, capsys,
-                                                                     load_script):
+                                                                     load_script, read_every):
     train = load_script("train")
+    monkeypatch.setattr(train, "LOSS_READ_STEPS", {"cpu": read_every})  # 100: as on a GPU, steps run ahead of reads
     config = tiny_config(repo_root, corpus, tmp_path / "tiny.json", num_epochs=3, eval_all_best=False)
     real_cross_entropy = train.F.cross_entropy
     calls = {"n": 0}
