@@ -156,8 +156,9 @@ class Run:
 
 def train_one_epoch(run: Run, model, loader, optimizer, scheduler, step_scheduler: bool,
                     epoch: int) -> tuple[float, float]:
-    """One pass over the training data; returns the mean loss and samples/s. Stops on a NaN or inf loss,
-    naming its step (losses are read from the device every LOSS_READ_STEPS steps, and at the end)."""
+    """One pass over the training data; returns the mean loss (over all ranks) and samples/s. Stops on a
+    NaN or inf loss, naming its step (losses are read from the device every LOSS_READ_STEPS steps, and
+    at the end)."""
     device, dist_info = run.device, run.dist_info
     model.train()
     weight = torch.tensor(CLASS_WEIGHTS, device=device)
@@ -177,7 +178,11 @@ def train_one_epoch(run: Run, model, loader, optimizer, scheduler, step_schedule
             scheduler.step()
         pending.append((step, len(x), loss.detach()))
         if len(pending) == read_every or step == len(loader) - 1:
-            for (s, n, _), value in zip(pending, torch.stack([p[2] for p in pending]).tolist()):
+            losses = torch.stack([p[2] for p in pending])
+            # Every rank reads at the same steps: averaged, all ranks see a NaN and stop together
+            # (a rank that stopped alone would leave the others waiting in the gradient all-reduce).
+            average_across_ranks_([losses], dist_info)
+            for (s, n, _), value in zip(pending, losses.tolist()):
                 if not math.isfinite(value):
                     raise FloatingPointError(f"loss is {value} at epoch {epoch}, step {s}; "
                                              "stopping (the last good checkpoint is kept)")

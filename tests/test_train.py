@@ -139,6 +139,53 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(repo_root,
     assert checkpoint["run_state"]["epoch"] == 1
 
 
+NAN_ON_ONE_RANK = """
+import importlib.util, sys
+from pathlib import Path
+from types import SimpleNamespace
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, TensorDataset
+repo = Path(sys.argv[1])
+sys.path.insert(0, str(repo))
+spec = importlib.util.spec_from_file_location("train", repo / "scripts" / "train.py")
+train = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train)
+info = train.init_distributed("cpu")
+
+class Net(torch.nn.Module):  # NaN logits on rank 1 at step 1 only
+    def __init__(self):
+        super().__init__()
+        self.lin, self.calls = torch.nn.Linear(4, 2), 0
+    def forward(self, x, freq_aug=False):
+        out, self.calls = self.lin(x), self.calls + 1
+        return None, out * float("nan") if info.rank == 1 and self.calls == 2 else out
+
+torch.manual_seed(0)
+model = DistributedDataParallel(Net())
+loader = DataLoader(TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,))), batch_size=2)
+run = train.Run(SimpleNamespace(freq_aug=False), torch.device("cpu"), info, {}, Path("."), 0, "fp32")
+try:
+    train.train_one_epoch(run, model, loader, torch.optim.SGD(model.parameters(), lr=0.1), None, False, 0)
+except FloatingPointError as e:
+    print(f"rank {info.rank}: {e}")
+finally:
+    train.cleanup(info)
+"""
+
+
+def test_nan_loss_on_one_rank_stops_every_rank(repo_root, tmp_path):
+    script = tmp_path / "nan_on_one_rank.py"
+    script.write_text(NAN_ON_ONE_RANK)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519", str(script),
+         str(repo_root)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in (0, 1):  # rank 0's own loss was finite: it stops because the losses are averaged
+        assert f"rank {rank}: loss is nan at epoch 0, step 1" in result.stdout
+
+
 def test_missing_audio_is_found_before_training(repo_root, corpus, tmp_path):
     broken = tmp_path / "LA"
     subprocess.run(["cp", "-r", str(corpus), str(broken)], check=True)
