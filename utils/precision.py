@@ -43,9 +43,10 @@ def maybe_compile(model: torch.nn.Module, setting: bool | None, device: torch.de
     """`torch.compile(model)` when asked, or by default on CUDA; the module itself otherwise.
 
     Shapes stay static: a training run sees one batch shape (the last short batch is dropped), a
-    scoring pass pads its last batch to the full size (`utils.scoring.score_batches`). `cuda_graphs` replays each compiled graph as one CUDA graph ("reduce-overhead"): the
-    training step otherwise waits on the CPU launching its hundreds of kernels. By default it is on
-    with one CUDA device, off under DDP (whose gradient all-reduce runs between graphs).
+    scoring pass pads its last batch to the full size (`utils.scoring.score_batches`).
+    `cuda_graphs` replays each compiled graph as one CUDA graph ("reduce-overhead"): the training
+    step otherwise waits on the CPU launching its hundreds of kernels. By default it is on with one
+    CUDA device, off under DDP (whose gradient all-reduce runs between graphs).
     """
     if not (setting if setting is not None else device.type == "cuda"):
         return model
