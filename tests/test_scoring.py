@@ -37,6 +37,22 @@ def test_la_tiny_scores_equal_the_published(tiny, reference_dir, repo_root):
     np.testing.assert_allclose(padded, list(expected.values()), atol=1e-4, rtol=0)
 
 
+def test_padding_only_after_full_batches():
+    class Recorder(torch.nn.Module):  # score = first sample, so that dropped padding would show
+        def forward(self, x):
+            shapes.append(len(x))
+            return None, torch.stack([x[:, 0], x[:, 0]], dim=1)
+
+    def run(n):
+        items = TensorDataset(torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 3), torch.zeros(n))
+        return score_batches(Recorder(), DataLoader(items, batch_size=2), torch.device("cpu"), fixed_batch=True)
+
+    shapes = []
+    assert run(5).tolist() == [0, 1, 2, 3, 4] and shapes == [2, 2, 2]  # last batch of 1 padded to 2
+    shapes = []
+    assert run(1).tolist() == [0] and shapes == [1]  # one short batch: nothing to share a compile with
+
+
 def test_a_compiled_model_scores_a_short_last_batch_without_recompiling(repo_root):
     from torch._dynamo.utils import counters
     torch._dynamo.reset()

@@ -15,10 +15,11 @@ def score_batches(model: torch.nn.Module, loader: DataLoader, device: torch.devi
                   precision: str = "fp32", fixed_batch: bool | None = None) -> np.ndarray:
     """The published score, `logits[:, 1]` (bona fide logit), for every item of `loader`, in order.
 
-    `fixed_batch` (default: when `model` is compiled) pads a short last batch to the full batch size
-    with copies of its first item, whose scores are dropped: a compiled model then sees one shape
-    and is not compiled, and its CUDA graph recorded, a second time for the last batch. In eval mode
-    every item is scored on its own, so the padding does not change the other scores.
+    `fixed_batch` (default: when `model` is compiled) pads a short last batch after full ones to the
+    full batch size with copies of its first item, whose scores are dropped: a compiled model then
+    sees one shape and is not compiled, and its CUDA graph recorded, a second time for the last
+    batch. In eval mode every item is scored on its own, so the padding does not change the other
+    scores. (A set of one short batch is not padded: it is compiled once either way.)
 
     Returns:
         (N,) float32.
@@ -30,7 +31,7 @@ def score_batches(model: torch.nn.Module, loader: DataLoader, device: torch.devi
     with tqdm(total=len(loader.dataset), desc=desc, unit="utt", disable=None, leave=False) as bar:
         for x, _ in loader:
             n = len(x)
-            if fixed_batch and n < loader.batch_size:
+            if fixed_batch and n < loader.batch_size and len(loader) > 1:
                 x = torch.cat([x, x[:1].expand(loader.batch_size - n, *x.shape[1:])])
             with autocast(precision, device):
                 _, logits = model(x.to(device, non_blocking=True))
