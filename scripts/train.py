@@ -163,7 +163,7 @@ def train_one_epoch(run: Run, model, loader, optimizer, scheduler, step_schedule
     model.train()
     weight = torch.tensor(CLASS_WEIGHTS, device=device)
     read_every = LOSS_READ_STEPS.get(device.type, 1)
-    pending = []  # (step, batch size, loss on the device), not read yet
+    pending = []  # losses of the last steps, on the device, not read yet
     total_loss, total_items, t0 = 0.0, 0, time.time()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=None if dist_info.is_main else True, leave=False)
     for step, (x, y) in enumerate(bar):
@@ -176,18 +176,18 @@ def train_one_epoch(run: Run, model, loader, optimizer, scheduler, step_schedule
         optimizer.step()
         if step_scheduler:
             scheduler.step()
-        pending.append((step, len(x), loss.detach()))
+        pending.append(loss.detach())
         if len(pending) == read_every or step == len(loader) - 1:
-            losses = torch.stack([p[2] for p in pending])
+            losses = torch.stack(pending)
             # Every rank reads at the same steps: averaged, all ranks see a NaN and stop together
             # (a rank that stopped alone would leave the others waiting in the gradient all-reduce).
             average_across_ranks_([losses], dist_info)
-            for (s, n, _), value in zip(pending, losses.tolist()):
+            for read_step, value in enumerate(losses.tolist(), start=step + 1 - len(pending)):
                 if not math.isfinite(value):
-                    raise FloatingPointError(f"loss is {value} at epoch {epoch}, step {s}; "
+                    raise FloatingPointError(f"loss is {value} at epoch {epoch}, step {read_step}; "
                                              "stopping (the last good checkpoint is kept)")
-                total_loss += value * n
-                total_items += n
+                total_loss += value * len(x)  # every batch is full (drop_last)
+            total_items += len(pending) * len(x)
             pending.clear()
             rate = total_items * dist_info.world_size / (time.time() - t0)
             bar.set_postfix(loss=f"{value:.4f}", samples_per_s=f"{rate:.1f}")
