@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fast as fast_ops
+
 
 def mel_sinc_filters(num_filters: int, kernel_size: int, sample_rate: int = 16000) -> torch.Tensor:
     """Fixed band-pass sinc filters with mel-spaced band edges (spec section 1).
@@ -41,17 +43,24 @@ def mel_sinc_filters(num_filters: int, kernel_size: int, sample_rate: int = 1600
 
 
 class SincConv(nn.Module):
-    """Convolution of the raw waveform with fixed mel sinc filters (not trainable, not in the state dict)."""
+    """Convolution of the raw waveform with fixed mel sinc filters (not trainable, not in the state dict).
 
-    def __init__(self, out_channels: int, kernel_size: int, sample_rate: int = 16000, phases: int = 8):
+    `fast`: compute it on 8-sample frames (`fast.polyphase_conv1d`), the same products in a form a
+    GPU's matrix units take.
+    """
+
+    def __init__(self, out_channels: int, kernel_size: int, sample_rate: int = 16000, fast: bool = True):
         super().__init__()
         self.register_buffer("band_pass", mel_sinc_filters(out_channels, kernel_size, sample_rate), persistent=False)
-        self.register_buffer("phase_taps", polyphase_taps(self.band_pass.shape[1], phases), persistent=False)
+        self.register_buffer("phase_taps", fast_ops.polyphase_taps(self.band_pass.shape[1]) if fast else None,
+                             persistent=False)
 
     def forward(self, x: torch.Tensor, freq_aug: bool = False) -> torch.Tensor:
         """(B, T) -> (B, num_filters, T - kernel_size + 1)."""
         filters = frequency_mask(self.band_pass) if freq_aug else self.band_pass
-        return polyphase_conv1d(x, filters, self.phase_taps)
+        if self.phase_taps is not None:
+            return fast_ops.polyphase_conv1d(x, filters, self.phase_taps)
+        return F.conv1d(x.unsqueeze(1), filters.unsqueeze(1))
 
 
 @torch.compiler.disable  # its Python random draws would make torch.compile recompile for every draw
@@ -69,42 +78,17 @@ def frequency_mask(filters: torch.Tensor) -> torch.Tensor:
     return filters
 
 
-def polyphase_taps(kernel_size: int, phases: int) -> torch.Tensor:
-    """Tap indices for `polyphase_conv1d`: (phases, phases, Q), entry [r, s, q] = P*q + s - r, or
-    `kernel_size` (a zero tap) where that falls outside the filter."""
-    num_frames = (kernel_size + phases - 2) // phases + 1
-    r, s, q = torch.meshgrid(torch.arange(phases), torch.arange(phases), torch.arange(num_frames), indexing="ij")
-    k = phases * q + s - r
-    return torch.where((k >= 0) & (k < kernel_size), k, kernel_size)
-
-
-def polyphase_conv1d(x: torch.Tensor, filters: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """`F.conv1d(x[:, None], filters[:, None])`: (B, T), (C, K) -> (B, C, T - K + 1), computed on frames.
-
-    A convolution with one input channel cannot use a GPU's matrix units. Cutting the signal into
-    frames of P samples (P input channels) makes it a P-channel convolution with Q = taps.shape[-1]
-    taps and C * P outputs, output channel c * P + r giving filter c at positions P * m + r: the
-    same products, plus some with zero taps.
-    """
-    (batch, length), (num_filters, kernel_size) = x.shape, filters.shape
-    phases, num_frames = taps.shape[0], taps.shape[-1]
-    out_len = length - kernel_size + 1
-    steps = -(-out_len // phases)                                     # output frames M
-    weight = F.pad(filters, (0, 1))[:, taps].reshape(num_filters * phases, phases, num_frames)
-    frames = F.pad(x, (0, (steps + num_frames - 1) * phases - length)).view(batch, -1, phases).transpose(1, 2)
-    y = F.conv1d(frames, weight)                                      # (B, C * P, M)
-    return y.view(batch, num_filters, phases, steps).transpose(2, 3).reshape(batch, num_filters, -1)[..., :out_len]
-
-
 class ResidualBlock(nn.Module):
     """Two (2, 3) convolutions with a residual path, then max-pooling by 3 along time.
 
     `(B, in_ch, F, T) -> (B, out_ch, F, T // 3)`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, first: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, first: bool = False, fast: bool = True):
         super().__init__()
         self.first = first
+        # `fast`: pool without autograd by a reshape and a maximum (`fast.max_pool`), the same values.
+        self.pool = fast_ops.max_pool if fast else F.max_pool2d
         if not first:
             # Quirk kept on purpose: the published block owns bn1 (it is in the state dict) but its
             # forward pass discards bn1's output, so the block does not depend on it. We keep the
@@ -124,21 +108,7 @@ class ResidualBlock(nn.Module):
         out = self.selu(self.bn2(out))
         out = self.conv2(out)                   # (B, out, F, T)
         identity = x if self.conv_downsample is None else self.conv_downsample(x)
-        return max_pool(out + identity, (1, 3))  # (B, out, F, T // 3)
-
-
-def max_pool(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
-    """`F.max_pool2d(x, kernel)` (stride = kernel, remainder dropped) over the last two axes.
-
-    Without autograd it takes the maxima of a reshaped view, which gives the same values about 4x
-    faster on a CPU. With autograd it stays max_pool2d: at tied maxima (constant stretches of
-    activations, e.g. digital silence) max_pool2d sends the gradient to one input, amax would split it.
-    """
-    if torch.is_grad_enabled() and x.requires_grad:
-        return F.max_pool2d(x, kernel)
-    kf, kt = kernel
-    f, t = x.shape[-2] // kf * kf, x.shape[-1] // kt * kt
-    return x[..., :f, :t].unflatten(-1, (-1, kt)).unflatten(-3, (-1, kf)).amax(dim=(-3, -1))
+        return self.pool(out + identity, (1, 3))  # (B, out, F, T // 3)
 
 
 def pairwise_products(x: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from models import AASIST, load_model, load_state_dict, min_input_length
-from models.layers import mel_sinc_filters, polyphase_conv1d, polyphase_taps
+from models.fast import max_pool, polyphase_conv1d, polyphase_taps
+from models.layers import mel_sinc_filters
 from utils.config import load_config
 from utils.errors import InputError
 
@@ -175,7 +176,6 @@ def test_missing_or_garbage_weights_file(tmp_path):
 
 
 def test_inference_pooling_equals_max_pool2d():
-    from models.layers import max_pool
     x = torch.randn(2, 3, 23, 100)
     for kernel in ((1, 3), (3, 3)):
         expected = torch.nn.functional.max_pool2d(x, kernel)
@@ -193,3 +193,19 @@ def test_polyphase_sinc_convolution_equals_the_direct_one(length, phases):
     framed = polyphase_conv1d(x, filters, polyphase_taps(filters.shape[1], phases))
     assert framed.shape == direct.shape
     torch.testing.assert_close(framed, direct, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("config", ["config/config.json", "config/AASIST-L.json"])
+def test_fast_formulation_equals_the_plain_one(config, repo_root):
+    """The speed formulations of models/fast.py change no output beyond float32 rounding."""
+    model_config = load_config(repo_root / config).model_config
+    torch.manual_seed(0)
+    fast = AASIST(model_config).eval()
+    plain = AASIST(model_config, fast=False).eval()
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 64600, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        (h_fast, fast_logits), (h_plain, plain_logits) = fast(x), plain(x)
+    assert plain.conv_time.phase_taps is None and plain.pool is torch.nn.functional.max_pool2d
+    torch.testing.assert_close(fast_logits, plain_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h_fast, h_plain, atol=1e-5, rtol=1e-5)

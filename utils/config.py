@@ -18,6 +18,7 @@ from .errors import InputError
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("cosine", "multistep", "sgdr", "keras_decay", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_NB_SAMP = 64600  # samples (~4 s at 16 kHz) the model takes: the published model_config's nb_samp
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class ModelConfig:
     gat_dims: list[int]
     pool_ratios: list[float]
     temperatures: list[float]
-    nb_samp: int = 64600
+    nb_samp: int = DEFAULT_NB_SAMP
     architecture: str = "AASIST"
 
     def __post_init__(self):
