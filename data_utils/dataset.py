@@ -21,9 +21,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from utils.errors import InputError
+from utils.score_files import ASVScores, read_asv_scores
 
 SAMPLE_RATE = 16000  # Hz; the sinc front-end's filters are designed for it
-NB_SAMP = 64600  # samples (~4 s at 16 kHz), the published model_config's nb_samp
 SPLITS = ("train", "dev", "eval")
 KEYS = ("spoof", "bonafide")  # index = class label: 0 spoof, 1 bona fide
 
@@ -218,7 +218,7 @@ def check_audio_exists(entries: Sequence[ProtocolEntry], audio_dir: str | os.Pat
 class _Utterances(Dataset):
     """The protocol entries of one split and where their flac files lie; each file is read when needed."""
 
-    def __init__(self, entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, nb_samp: int = NB_SAMP):
+    def __init__(self, entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, nb_samp: int):
         self.entries = list(entries)
         self.audio_dir = Path(audio_dir)
         self.nb_samp = nb_samp
@@ -281,3 +281,32 @@ class EvalDataset(_Utterances):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         """Returns: waveform (nb_samp,) float32, utt_id."""
         return torch.from_numpy(pad_repeat(self.read(index), self.nb_samp)), self.entries[index].utt_id
+
+
+@dataclass
+class Split:
+    """One set of the corpus, ready to use: its dataset and (dev, eval) the organisers' ASV scores."""
+
+    dataset: TrainDataset | EvalDataset
+    asv: ASVScores | None = None
+
+
+def load_split(database_path: str | os.PathLike, split: str, nb_samp: int,
+               asv_score_path: str | os.PathLike | None = None, asv_required: bool = False) -> Split:
+    """Read a split's protocol, check that every audio file is there (before any long job), and read
+    the ASV scores for its min t-DCF.
+
+    Args:
+        asv_score_path: the ASV score file; where it does not exist the split has no ASV scores, unless
+            ``asv_required``, which makes that an error.
+    """
+    paths = split_paths(database_path, split)
+    entries = read_protocol(paths.protocol)
+    check_audio_exists(entries, paths.audio_dir)
+    if split == "train":
+        return Split(TrainDataset(entries, paths.audio_dir, nb_samp))
+    asv = None
+    if asv_score_path is not None:
+        if asv_required or Path(asv_score_path).is_file():
+            asv = read_asv_scores(asv_score_path)
+    return Split(EvalDataset(entries, paths.audio_dir, nb_samp), asv)

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install needed
 
 from utils.errors import InputError  # noqa: E402
-from utils.scores import (ASVScores, CMScores, compute_metrics, read_asv_scores, read_cm_scores,  # noqa: E402
-                          write_metrics_json)
+from utils.score_files import (ASVScores, CMScores, compute_metrics, format_metrics, read_asv_scores,  # noqa: E402
+                               read_cm_scores, write_metrics_json)
 from utils.plots import require_matplotlib, save_plots  # noqa: E402  (matplotlib itself is imported lazily)
 
 
@@ -52,60 +52,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def report(metrics: dict) -> None:
-    """Print EER, min t-DCF and the per-attack EER table of a ``compute_metrics`` dict."""
-    print(f"EER:        {metrics['eer_percent']:.9f} %  (CM threshold {metrics['eer_threshold']:.6g})")
-    if metrics["min_tdcf"] is None:
-        print("min t-DCF:  not computed (no ASV scores; pass --asv_scores)")
-    else:
-        print(f"min t-DCF:  {metrics['min_tdcf']:.9f}")
-    print("\nattack   EER (%)")
-    for attack, eer in metrics["per_attack_eer_percent"].items():
-        print(f"{attack:<8} {eer:9.4f}")
-
-
-def read_score_files(scores_path: Path, asv_scores_path: Path | None) -> tuple[CMScores, ASVScores | None]:
-    """Read a CM score file (and an ASV score file)."""
-    asv = read_asv_scores(asv_scores_path) if asv_scores_path is not None else None
-    return read_cm_scores(scores_path), asv
-
-
 def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     """Score `--eval_set` with the model; write the score file. Returns the scores, its path and the ASV scores."""
     # Imported here, not at the top: the metrics-only mode does not need torch.
-    from data_utils import EvalDataset, check_audio_exists, read_protocol, split_paths
+    from data_utils import load_split
     from models import load_model
     from models.loading import resolve_device
     from utils.config import load_config
-    from utils.scores import write_cm_scores
+    from utils.precision import maybe_compile, prepare_model, resolve_speed
+    from utils.score_files import write_cm_scores
     from utils.scoring import score_dataset
-    from utils.precision import maybe_compile, set_cuda_flags, use_channels_last
 
     config = load_config(args.config)
     database = args.database_path or Path(config.database_path)
     model_path = args.model_path or Path(config.model_path)
     device = resolve_device(args.device)
-    paths = split_paths(database, args.eval_set)
-    entries = read_protocol(paths.protocol)
-    check_audio_exists(entries, paths.audio_dir)
     asv_path = args.asv_scores or database / (config.dev_asv_score_path if args.eval_set == "dev" else config.asv_score_path)
-    asv = read_asv_scores(asv_path) if args.asv_scores or asv_path.is_file() else None
-    if asv is None:
+    split = load_split(database, args.eval_set, config.model_config.nb_samp, asv_path, asv_required=bool(args.asv_scores))
+    if split.asv is None:
         print(f"note: no ASV scores at {asv_path}: min t-DCF is not computed")
 
-    precision = args.precision or (config.precision if config.precision != "auto" else "fp32")
-    if device.type == "cuda":
-        set_cuda_flags(config.cudnn_deterministic_toggle, config.cudnn_benchmark_toggle)
-    model = use_channels_last(load_model(config, model_path, device), config.channels_last, device, precision)
-    # One scoring pass: compile only when asked (compiling takes about a minute).
-    model = maybe_compile(model, args.compile or bool(config.compile), device, config.cuda_graphs)
-    dataset = EvalDataset(entries, paths.audio_dir, config.model_config.nb_samp)
+    speed = resolve_speed(config, device, "score", precision=args.precision, compile=args.compile or None)
+    model = maybe_compile(prepare_model(load_model(config, model_path, device), device, speed), speed)
     batch_size = args.batch_size or config.eval_batch_size or config.batch_size
-    num_workers = config.loader_workers()
-    cm = score_dataset(model, dataset, batch_size, device, num_workers, desc=args.eval_set, precision=precision)
+    cm = score_dataset(model, split.dataset, batch_size, device, config.loader_workers(), desc=args.eval_set,
+                       precision=speed.precision)
     score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.eval_set}_scores.txt"
     write_cm_scores(score_file, cm)
-    return cm, score_file, asv
+    return cm, score_file, split.asv
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,11 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             cm, score_file, asv = score_with_model(args)
             print(f"scores: {score_file}")
         else:
-            cm, asv = read_score_files(args.scores, args.asv_scores)
+            asv = read_asv_scores(args.asv_scores) if args.asv_scores is not None else None
+            cm = read_cm_scores(args.scores)
         metrics = compute_metrics(cm, asv)
         if score_file is not None:
             metrics["score_file"] = str(score_file)
-        report(metrics)
+        print(format_metrics(metrics))
         if args.plot is not None:
             for path in save_plots(cm, args.plot):
                 print(f"plot: {path}")

@@ -3,7 +3,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from utils.errors import InputError
+from utils.score_files import compute_metrics, read_asv_scores, read_cm_scores
 
 CM_LINES = """\
 LA_E_1 - bonafide 2.5
@@ -22,11 +26,6 @@ bonafide nontarget 0.5
 A07 spoof 2.0
 A19 spoof -0.5
 """
-
-
-@pytest.fixture(scope="module")
-def evaluate(load_script):
-    return load_script("evaluate")
 
 
 def write(tmp_path, name: str, text: str):
@@ -69,32 +68,32 @@ def bad_input_args(tmp_path, case: str) -> tuple[list, str]:
     return ["--scores", cm, "--asv_scores", asv], message
 
 
-def test_report_and_json_without_asv(evaluate, tmp_path, capsys):
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_message(tmp_path, case):
+    (_, cm, _, asv), message = bad_input_args(tmp_path, case)
+    with pytest.raises(InputError) as error:
+        compute_metrics(read_cm_scores(cm), read_asv_scores(asv))
+    assert message in str(error.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="absent.txt: cannot read score file"):
+        read_cm_scores(tmp_path / "absent.txt")
+
+
+# Subprocesses (each imports numpy): the script runs from the repo root and exits 2 cleanly on bad input.
+
+def test_report_and_json_without_asv(repo_root, tmp_path):
     out = tmp_path / "out" / "metrics.json"
-    assert evaluate.main(["--scores", str(write(tmp_path, "cm.txt", CM_LINES)), "--json", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "not computed (no ASV scores" in printed
-    assert "A07" in printed and "A19" in printed
+    result = run_cli(repo_root, "--scores", write(tmp_path, "cm.txt", CM_LINES), "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "not computed (no ASV scores" in result.stdout
+    assert "A07" in result.stdout and "A19" in result.stdout
     metrics = json.loads(out.read_text())
     assert metrics["min_tdcf"] is None
     assert list(metrics["per_attack_eer_percent"]) == ["A07", "A19"]
     assert metrics["eer_percent"] == pytest.approx(100 * (1 / 3 + 1 / 4) / 2)  # 1 of 3 bona fide, 1 of 4 spoof
 
-
-@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_message(evaluate, tmp_path, capsys, case):
-    args, message = bad_input_args(tmp_path, case)
-    assert evaluate.main([str(a) for a in args]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err, err
-
-
-def test_missing_file(evaluate, tmp_path, capsys):
-    assert evaluate.main(["--scores", str(tmp_path / "absent.txt")]) == 2
-    assert "absent.txt: cannot read score file" in capsys.readouterr().err
-
-
-# Subprocesses (each imports numpy): the script runs from the repo root and exits 2 cleanly on bad input.
 
 def test_cli_reports_golden_metrics(repo_root, reference_dir):
     result = run_cli(repo_root, "--scores", reference_dir / "cm_scores.txt",
@@ -115,10 +114,14 @@ def test_cli_exits_2_without_traceback(repo_root, tmp_path, case):
     assert "Traceback" not in result.stderr
 
 
-def test_plot_writes_det_curve_and_histograms(evaluate, reference_dir, tmp_path, capsys):
+def test_plot_writes_det_curve_and_histograms(repo_root, tmp_path):
     pytest.importorskip("matplotlib", reason="plots need the optional matplotlib")
-    code = evaluate.main(["--scores", str(reference_dir / "cm_scores.txt"), "--plot", str(tmp_path / "plots")])
-    assert code == 0
+    rng = np.random.default_rng(0)
+    lines = [f"B{i} - bonafide {rng.normal(2, 1):.4f}" for i in range(300)]
+    lines += [f"S{i} A{7 + i % 4:02d} spoof {rng.normal(-2, 1.5):.4f}" for i in range(600)]
+    scores = write(tmp_path, "cm.txt", "\n".join(lines) + "\n")
+    result = run_cli(repo_root, "--scores", scores, "--plot", tmp_path / "plots")
+    assert result.returncode == 0, result.stderr
     for name in ("det_curve.png", "score_histograms.png"):
         png = tmp_path / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

@@ -2,21 +2,20 @@
 import json
 import subprocess
 import sys
-from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
-from data_utils import EvalDataset, read_protocol, split_paths
 from models import load_model
-from utils.precision import autocast, maybe_compile, resolve_precision
-from utils.scores import compute_metrics
-from utils.scoring import score_dataset
+from utils.config import load_config
+from utils.precision import Speed, autocast, maybe_compile, resolve_speed
 
 CPU = torch.device("cpu")
-# Largest |bf16 - published| logit measured on the golden inputs (CPU): AASIST 0.0085, AASIST-L 0.040.
-BF16_LOGIT_TOLERANCE = 0.1
+CUDA = torch.device("cuda")
+# Bounds on |bf16 - published| logits over the golden inputs, as the README states them; measured on a
+# CPU: AASIST 0.0085, AASIST-L 0.040.
+BF16_LOGIT_TOLERANCE = {"AASIST": 0.02, "AASIST-L": 0.1}
 
 
 @pytest.mark.parametrize("name, config", [("AASIST", "config/config.json"), ("AASIST-L", "config/AASIST-L.json")])
@@ -27,7 +26,7 @@ def test_bf16_logits_stay_close_to_the_published(name, config, repo_root, refere
         _, logits = model(torch.from_numpy(golden["x"]))
     assert logits.dtype == torch.float32  # the graph-attention tail runs in fp32
     assert np.abs(logits.numpy() - golden[f"{name}.logits"]).max() > 1e-4  # ... but the encoder did run in bf16
-    np.testing.assert_allclose(logits.numpy(), golden[f"{name}.logits"], atol=BF16_LOGIT_TOLERANCE, rtol=0)
+    np.testing.assert_allclose(logits.numpy(), golden[f"{name}.logits"], atol=BF16_LOGIT_TOLERANCE[name], rtol=0)
 
 
 def test_graph_attention_tail_runs_in_fp32_under_autocast(repo_root):
@@ -47,14 +46,6 @@ def test_graph_attention_tail_runs_in_fp32_under_autocast(repo_root):
     assert seen == {"encoder": torch.bfloat16, "tail": torch.float32}
 
 
-def test_bf16_scoring_gives_the_fp32_eer_on_la_tiny(repo_root, reference_dir):
-    paths = split_paths(reference_dir / "LA_tiny", "eval")
-    dataset = EvalDataset(read_protocol(paths.protocol), paths.audio_dir)
-    model = load_model(repo_root / "config" / "config.json", reference_dir / "weights" / "AASIST.pth", CPU)
-    eer = {p: compute_metrics(score_dataset(model, dataset, 6, CPU, precision=p))["eer_percent"] for p in ("fp32", "bf16")}
-    assert eer["bf16"] == eer["fp32"]
-
-
 def test_bf16_training_step_keeps_fp32_weights_and_gradients(repo_root):
     from models import AASIST
     from utils.config import load_config
@@ -67,18 +58,19 @@ def test_bf16_training_step_keeps_fp32_weights_and_gradients(repo_root):
     assert all(p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32) for p in model.parameters())
 
 
-def test_defaults_per_device():
-    assert resolve_precision("auto", CPU) == "fp32"
-    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
-    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+def test_one_rule_for_the_speed_settings(repo_root):
+    config = load_config(repo_root / "config" / "config.json")  # precision "auto", the rest unset
+    assert resolve_speed(config, CPU, "train") == Speed("fp32", cudnn_deterministic=True)
+    assert resolve_speed(config, CPU, "score") == Speed("fp32")
+    # On CUDA: bf16, channels-last, compiled with CUDA graphs for training; scoring stays fp32 eager.
+    assert resolve_speed(config, CUDA, "train") == Speed("bf16", channels_last=True, compile=True, cuda_graphs=True)
+    assert resolve_speed(config, CUDA, "train", distributed=True).cuda_graphs is False  # DDP: plain compile
+    assert resolve_speed(config, CUDA, "score") == Speed("fp32")
+    assert resolve_speed(config, CUDA, "score", precision="bf16", compile=True) == \
+        Speed("bf16", channels_last=True, compile=True, cuda_graphs=True)
+    assert resolve_speed(config, CPU, "score", compile=True).cuda_graphs is False
     model = torch.nn.Linear(2, 2)
-    assert maybe_compile(model, None, CPU) is model and maybe_compile(model, False, CPU) is model
-    cuda = torch.device("cuda")
-    with mock.patch("torch.compile", lambda m, **kw: kw["mode"]):  # which compile mode each case asks for
-        assert maybe_compile(model, None, cuda) == "reduce-overhead"          # one GPU: CUDA graphs
-        assert maybe_compile(model, None, cuda, distributed=True) is None     # DDP: plain compile
-        assert maybe_compile(model, True, CPU) is None                        # CPU: no CUDA graphs
-        assert maybe_compile(model, None, cuda, cuda_graphs=False) is None
+    assert maybe_compile(model, Speed()) is model
 
 
 def test_benchmark_runs_and_reports_ratios(repo_root, tmp_path):
@@ -93,20 +85,6 @@ def test_benchmark_runs_and_reports_ratios(repo_root, tmp_path):
     assert all(m["train_samples_per_s"] > 0 and m["score_samples_per_s"] > 0 for m in report["modes"])
     assert report["loader_items_per_s_per_worker"] > 0
     assert "ratio" in result.stdout and "workers" in result.stdout
-
-
-def test_benchmark_baseline_is_the_same_network(repo_root, load_script):
-    benchmark = load_script("benchmark")
-    from models import AASIST
-    from utils.config import load_config
-    torch.manual_seed(0)
-    model = AASIST(load_config(repo_root / "config" / "demo.json").model_config).eval()
-    x = torch.randn(2, 8000)
-    with torch.no_grad():
-        _, ours = model(x)
-        with benchmark.published_work():
-            _, published = model(x)
-    assert torch.equal(ours, published)
 
 
 def test_compiled_training_with_freq_aug_does_not_recompile_per_draw(repo_root):

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from models import AASIST, load_model
 from utils.config import load_config
-from utils.scores import read_cm_scores
+from utils.score_files import read_cm_scores
 from utils.scoring import score_batches, score_dataset
 
 
@@ -26,7 +26,7 @@ def tiny(reference_dir):
 def test_la_tiny_scores_equal_the_published(tiny, reference_dir, repo_root):
     root, expected = tiny
     paths = split_paths(root, "eval")
-    dataset = EvalDataset(read_protocol(paths.protocol), paths.audio_dir)
+    dataset = EvalDataset(read_protocol(paths.protocol), paths.audio_dir, 64600)
     model = load_model(repo_root / "config" / "config.json", reference_dir / "weights" / "AASIST.pth", "cpu")
     cm = score_dataset(model, dataset, batch_size=4, device=torch.device("cpu"))
     assert cm.utt_ids.tolist() == list(expected)

@@ -1,14 +1,87 @@
-"""Speed settings (precision, memory layout, compilation, cuDNN), resolved once per run and device."""
+"""Speed settings (precision, memory layout, compilation, CUDA graphs, cuDNN), resolved once per run.
+
+One rule for every script: `resolve_speed(config, device, purpose)`. Defaults:
+
+- precision "auto": bf16 autocast for training on CUDA, fp32 otherwise (scoring defaults to fp32, the
+  published numbers; a training run scores dev and eval in its own precision);
+- channels-last layout: on CUDA in bf16 (in fp32 cuDNN's channels-last kernels score slower);
+- torch.compile: for training on CUDA; scoring compiles only when asked (it takes about a minute);
+- CUDA graphs: with compilation on one CUDA device, not under DDP.
+"""
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
+from utils.config import Config
 
-def resolve_precision(setting: str, device: torch.device) -> str:
-    """'auto' -> bf16 on CUDA (where it pays), fp32 elsewhere; 'fp32' and 'bf16' as given."""
-    if setting == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return setting
+PURPOSES = ("train", "score")
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How a model runs: what `prepare_model` and `maybe_compile` apply, and the forward pass's autocast."""
+    precision: str = "fp32"            # "fp32" or "bf16"
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graphs: bool = False          # replay compiled graphs as CUDA graphs ("reduce-overhead")
+    cudnn_deterministic: bool = True   # the published settings
+    cudnn_benchmark: bool = False
+    tf32: bool = False                 # PyTorch's default on recent GPUs; fp32 here means fp32
+
+
+def resolve_speed(config: Config, device: torch.device, purpose: str, precision: str | None = None,
+                  compile: bool | None = None, distributed: bool = False) -> Speed:
+    """The settings for `purpose` ("train" or "score") on `device`: the config's, with `precision` and
+    `compile` (command-line options) taking precedence, and the defaults of the module docstring."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
+    cuda = device.type == "cuda"
+    precision = precision or config.precision
+    if precision == "auto":
+        precision = "bf16" if cuda and purpose == "train" else "fp32"
+    channels_last = config.channels_last if config.channels_last is not None else cuda and precision == "bf16"
+    if compile is None:
+        compile = config.compile if config.compile is not None else cuda and purpose == "train"
+    cuda_graphs = config.cuda_graphs if config.cuda_graphs is not None else cuda and not distributed
+    return Speed(precision, channels_last, compile, compile and cuda_graphs,
+                 config.cudnn_deterministic_toggle, config.cudnn_benchmark_toggle)
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device, speed: Speed) -> torch.nn.Module:
+    """Move `model` to `device` in `speed`'s layout and set the cuDNN flags. Returns the model (not
+    compiled: under torchrun the training copy is wrapped in DDP first; see `maybe_compile`)."""
+    if device.type == "cuda":
+        set_cuda_flags(speed)
+    model = model.to(device)
+    if speed.channels_last:
+        model.use_channels_last()
+    return model
+
+
+def set_cuda_flags(speed: Speed) -> None:
+    """cuDNN algorithm choice, and true fp32 (no TF32) wherever a convolution or matmul runs in fp32.
+
+    PyTorch runs fp32 convolutions in TF32 on recent GPUs by default, keeping 10 of fp32's 23
+    mantissa bits; the fp32 path is the one that must give the published numbers.
+    """
+    torch.backends.cudnn.deterministic = speed.cudnn_deterministic
+    torch.backends.cudnn.benchmark = speed.cudnn_benchmark
+    torch.backends.cudnn.allow_tf32 = speed.tf32
+    torch.backends.cuda.matmul.allow_tf32 = speed.tf32
+
+
+def maybe_compile(model: torch.nn.Module, speed: Speed) -> torch.nn.Module:
+    """`torch.compile(model)` when `speed.compile`, else the module itself.
+
+    Shapes stay static: a training run sees one batch shape (the last short batch is dropped), a
+    scoring pass pads its last batch to the full size (`utils.scoring.forward_logits`). CUDA graphs
+    replay each compiled graph as one launch: the training step otherwise waits on the CPU launching
+    its hundreds of kernels.
+    """
+    if not speed.compile:
+        return model
+    return torch.compile(model, dynamic=False, mode="reduce-overhead" if speed.cuda_graphs else None)
 
 
 def autocast(precision: str, device: torch.device):
@@ -16,43 +89,6 @@ def autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def set_cuda_flags(deterministic: bool, benchmark: bool) -> None:
-    """cuDNN algorithm choice, and true fp32 (no TF32) wherever a convolution or matmul runs in fp32.
-
-    PyTorch runs fp32 convolutions in TF32 on recent GPUs by default, keeping 10 of fp32's 23
-    mantissa bits; the fp32 path is the one that must give the published numbers (within 1e-4).
-    """
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = benchmark
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-
-
-def use_channels_last(model, setting: bool | None, device: torch.device, precision: str):
-    """`model.use_channels_last()` when asked, or by default on CUDA in bf16 (where it pays; in fp32
-    cuDNN's channels-last kernels score slower). Returns the model."""
-    if setting if setting is not None else (device.type == "cuda" and precision == "bf16"):
-        model.use_channels_last()
-    return model
-
-
-def maybe_compile(model: torch.nn.Module, setting: bool | None, device: torch.device,
-                  cuda_graphs: bool | None = None, distributed: bool = False) -> torch.nn.Module:
-    """`torch.compile(model)` when asked, or by default on CUDA; the module itself otherwise.
-
-    Shapes stay static: a training run sees one batch shape (the last short batch is dropped), a
-    scoring pass pads its last batch to the full size (`utils.scoring.score_batches`).
-    `cuda_graphs` replays each compiled graph as one CUDA graph ("reduce-overhead"): the training
-    step otherwise waits on the CPU launching its hundreds of kernels. By default it is on with one
-    CUDA device, off under DDP (whose gradient all-reduce runs between graphs).
-    """
-    if not (setting if setting is not None else device.type == "cuda"):
-        return model
-    if cuda_graphs is None:
-        cuda_graphs = device.type == "cuda" and not distributed
-    return torch.compile(model, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
 
 
 def is_compiled(model: torch.nn.Module) -> bool:

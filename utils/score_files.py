@@ -162,6 +162,18 @@ def compute_metrics(cm: CMScores, asv: ASVScores | None = None) -> dict:
     }
 
 
+def format_metrics(metrics: dict) -> str:
+    """EER, min t-DCF and the per-attack EER table of a ``compute_metrics`` dict, as evaluate.py prints them."""
+    lines = [f"EER:        {metrics['eer_percent']:.9f} %  (CM threshold {metrics['eer_threshold']:.6g})"]
+    if metrics["min_tdcf"] is None:
+        lines.append("min t-DCF:  not computed (no ASV scores; pass --asv_scores)")
+    else:
+        lines.append(f"min t-DCF:  {metrics['min_tdcf']:.9f}")
+    lines += ["", "attack   EER (%)"]
+    lines += [f"{attack:<8} {eer:9.4f}" for attack, eer in metrics["per_attack_eer_percent"].items()]
+    return "\n".join(lines)
+
+
 def write_metrics_json(path: str | os.PathLike, metrics: dict) -> None:
     """Write the dict of ``compute_metrics`` as JSON, atomically (floats keep every digit)."""
     with atomic_open(path) as f:

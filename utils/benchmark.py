@@ -1,0 +1,119 @@
+"""Timing for `scripts/benchmark.py`: a training step and a scoring step of a model, its peak memory,
+and the item rate of a loader worker, each a median of repeats after warm-up, device synchronised."""
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from utils.precision import Speed, autocast, maybe_compile
+from utils.training import CLASS_WEIGHTS
+
+
+def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
+    """Median seconds of `fn()` over `repeats` runs after `warmup` runs, device synchronised."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure_model(model: torch.nn.Module, speed: Speed, device: torch.device, batch_size: int,
+                  eval_batch_size: int, warmup: int, repeats: int, profile: Path | None = None,
+                  name: str = "") -> dict:
+    """Training and scoring throughput of `model` (on `device`, see `utils.precision.prepare_model`) run
+    with `speed`, on seeded random inputs of the model's `nb_samp` samples.
+
+    Returns:
+        {"logits": the scoring batch's logits before any training step (to compare modes),
+         "train_samples_per_s", "score_samples_per_s", "peak_train_memory_gib", "peak_score_memory_gib"
+         (None on a CPU)}.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    weight = torch.tensor(CLASS_WEIGHTS, device=device)
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    x_train = torch.randn(batch_size, model.nb_samp, generator=gen).to(device)
+    y_train = torch.randint(0, 2, (batch_size,), generator=gen).to(device)
+    x_eval = torch.randn(eval_batch_size, model.nb_samp, generator=gen).to(device)
+    run_model = maybe_compile(model, speed)
+    cuda = device.type == "cuda"
+
+    def train_step():
+        model.train()
+        with autocast(speed.precision, device):
+            _, logits = run_model(x_train)
+        loss = F.cross_entropy(logits.float(), y_train, weight=weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    @torch.no_grad()
+    def score_step():
+        model.eval()
+        with autocast(speed.precision, device):
+            return run_model(x_eval)[1].float().clone()  # a CUDA graph's output is overwritten by the next replay
+
+    # Outputs first, before training moves the weights: the same weights and input in every mode.
+    row = {"logits": score_step()}
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    t_eval = timed(score_step, device, warmup, repeats)
+    peak_eval = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    t_train = timed(train_step, device, warmup, repeats)
+    peak_train = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
+    if profile is not None:
+        profile_steps(name, train_step, score_step, device, profile)
+    row.update({"train_samples_per_s": batch_size / t_train, "score_samples_per_s": eval_batch_size / t_eval,
+                "peak_train_memory_gib": peak_train, "peak_score_memory_gib": peak_eval})
+    return row
+
+
+def profile_steps(name: str, train_step, score_step, device, path: Path) -> None:
+    """Append the operators that take the most time in two training steps and one scoring step, then the
+    same grouped by input shape (which convolution is which)."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sort_by = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    with open(path, "a") as f:
+        for what, fn, n in (("train step", train_step, 2), ("scoring step", score_step, 1)):
+            with profile(activities=activities, record_shapes=True) as prof:
+                for _ in range(n):
+                    fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+            f.write(f"\n=== {name}: {what} x{n} ===\n")
+            f.write(prof.key_averages().table(sort_by=sort_by, row_limit=25, max_name_column_width=70))
+            f.write(f"\n--- {name}: {what}, by input shape ---\n")
+            f.write(prof.key_averages(group_by_input_shape=True).table(
+                sort_by=sort_by, row_limit=25, max_name_column_width=40, max_shapes_column_width=100))
+
+
+def write_noise_flacs(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """`count` flac files of noise at typical ASVspoof 2019 LA lengths (1.5 to 6 s), to time a loader on."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        n = int(rng.integers(24_000, 96_000))
+        paths.append(Path(folder) / f"u{i}.flac")
+        sf.write(paths[-1], (0.1 * rng.standard_normal(n)).clip(-1, 1), 16000, subtype="PCM_16")
+    return paths
+
+
+def items_per_second(dataset) -> float:
+    """Items/s of reading every item of a training dataset once, as one loader worker does."""
+    t0 = time.perf_counter()
+    for i in range(len(dataset)):
+        dataset[(i, i)]
+    return len(dataset) / (time.perf_counter() - t0)
