@@ -10,7 +10,9 @@ end if shorter, so a 16 kHz file scores as ``evaluate.py`` scores it. ``segments
 the whole recording in ``nb_samp`` windows (hop ``nb_samp // 2`` by default) and reports the mean and the
 lowest window score.
 """
+import csv
 import functools
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -22,8 +24,11 @@ import soundfile as sf
 import torch
 from scipy.signal import firwin, resample_poly
 
-from data_utils.dataset import NB_SAMP, SAMPLE_RATE, pad_repeat, read_mono
+from data_utils.dataset import SAMPLE_RATE, pad_repeat, read_mono
 from utils.errors import InputError
+from utils.io import atomic_open
+from utils.precision import is_compiled
+from utils.scoring import forward_logits
 
 # Extensions of the container formats libsndfile reads, by soundfile's format name. A folder search
 # keeps only these; RAW (no header) and MAT4/MAT5 (.mat is mostly not audio) are left out on purpose.
@@ -191,20 +196,20 @@ class _Pending:
                            duration=self.x.shape[0] / SAMPLE_RATE, **stats)
 
 
-@torch.no_grad()
-def _run_batch(model: torch.nn.Module, batch: list[tuple[_Pending, int]], nb_samp: int) -> None:
+def _run_batch(model: torch.nn.Module, batch: list[tuple[_Pending, int]], nb_samp: int, precision: str,
+               pad_to: int | None) -> None:
     """Score one batch of (recording, window index) pairs and store each window's logits."""
     device = next(model.parameters()).device
     x = np.stack([_window(p.x, int(p.starts[i]), nb_samp) for p, i in batch])  # (B, nb_samp)
-    _, logits = model(torch.from_numpy(x).to(device))                            # (B, 2)
-    for (p, i), row in zip(batch, logits.float().cpu().numpy()):
+    logits = forward_logits(model, torch.from_numpy(x), device, precision, pad_to)  # (B, 2)
+    for (p, i), row in zip(batch, logits.cpu().numpy()):
         p.logits[i] = row
         p.num_done += 1
 
 
 def score_stream(model: torch.nn.Module, recordings: Iterable[tuple[object, np.ndarray | InputError]],
-                 segments: bool = False, nb_samp: int = NB_SAMP, hop: int | None = None,
-                 batch_size: int = 8) -> Iterator[tuple[object, ScoreResult | InputError]]:
+                 segments: bool = False, nb_samp: int | None = None, hop: int | None = None,
+                 batch_size: int = 8, precision: str = "fp32") -> Iterator[tuple[object, ScoreResult | InputError]]:
     """Score many recordings in batches of windows that may span recordings; results come in input order.
 
     Args:
@@ -212,17 +217,20 @@ def score_stream(model: torch.nn.Module, recordings: Iterable[tuple[object, np.n
         recordings: (key, waveform) pairs, waveform (T,) float32 at 16 kHz, or (key, InputError) for a
             recording that could not be read: it is passed through as its result. Read lazily.
         segments: score every window (see ``window_starts``), not only the first.
-        nb_samp: window length in samples (the config's ``model_config.nb_samp``).
+        nb_samp: window length in samples (default: the model's, its config's ``model_config.nb_samp``).
         hop: window hop in samples with ``segments`` (default ``nb_samp // 2``, half-overlapping windows).
-        batch_size: windows per forward pass.
+        batch_size: windows per forward pass (a compiled model always gets full batches).
+        precision: "fp32" (the published numbers) or "bf16" (autocast).
 
     Yields:
         (key, ScoreResult or InputError), each as soon as all its windows are scored.
     """
+    nb_samp = model.nb_samp if nb_samp is None else nb_samp
     hop = nb_samp // 2 if hop is None else hop
     if nb_samp <= 0 or hop <= 0 or batch_size <= 0:
         raise InputError(f"nb_samp, hop and batch_size must be positive, got {nb_samp}, {hop}, {batch_size}")
-    model.eval()  # as the shared scoring routine does: dropout off, BatchNorm running statistics
+    model.eval()
+    pad_to = batch_size if is_compiled(model) else None
     queue: list[_Pending] = []
     batch: list[tuple[_Pending, int]] = []
     for key, x in recordings:
@@ -234,20 +242,20 @@ def score_stream(model: torch.nn.Module, recordings: Iterable[tuple[object, np.n
             for i in range(len(starts)):
                 batch.append((queue[-1], i))
                 if len(batch) == batch_size:
-                    _run_batch(model, batch, nb_samp)
+                    _run_batch(model, batch, nb_samp, precision, pad_to)
                     batch = []
         while queue and queue[0].done:
             p = queue.pop(0)
             yield p.key, p.result(segments)
     if batch:
-        _run_batch(model, batch, nb_samp)
+        _run_batch(model, batch, nb_samp, precision, pad_to)
     for p in queue:
         yield p.key, p.result(segments)
 
 
 def score(model: torch.nn.Module, audio_or_path: str | os.PathLike | np.ndarray | torch.Tensor,
-          sample_rate: int | None = None, segments: bool = False, nb_samp: int = NB_SAMP,
-          hop: int | None = None, batch_size: int = 8) -> ScoreResult:
+          sample_rate: int | None = None, segments: bool = False, nb_samp: int | None = None,
+          hop: int | None = None, batch_size: int = 8, precision: str = "fp32") -> ScoreResult:
     """Score one recording with AASIST.
 
     Args:
@@ -256,9 +264,10 @@ def score(model: torch.nn.Module, audio_or_path: str | os.PathLike | np.ndarray 
         sample_rate: the waveform's rate in Hz (default 16000); not allowed with a path (the file says).
         segments: also score the whole recording in ``nb_samp`` windows (hop ``hop``) and report the mean
             and lowest window score; ``score`` stays the first window's.
-        nb_samp: window length in samples (default 64600, the published configs' ``nb_samp``).
+        nb_samp: window length in samples (default: the model's ``nb_samp``).
         hop: window hop in samples (default ``nb_samp // 2``).
         batch_size: windows per forward pass.
+        precision: "fp32" (the published numbers) or "bf16" (autocast).
 
     Raises:
         InputError: unreadable file or bad waveform; the message names the file and the reason.
@@ -269,7 +278,7 @@ def score(model: torch.nn.Module, audio_or_path: str | os.PathLike | np.ndarray 
         x = read_any_audio(audio_or_path)
     else:
         x = _as_waveform(audio_or_path, sample_rate)
-    [(_, result)] = score_stream(model, [(None, x)], segments, nb_samp, hop, batch_size)
+    [(_, result)] = score_stream(model, [(None, x)], segments, nb_samp, hop, batch_size, precision)
     return result
 
 
@@ -280,3 +289,72 @@ def read_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, np.nd
             yield Path(path), read_any_audio(path)
         except InputError as e:
             yield Path(path), e
+
+
+# --- many files: find, tabulate, write (scripts/infer.py) -------------------------------------------
+
+WINDOW_FIELDS = ("num_windows", "window_mean", "window_min", "window_min_start_s")
+
+
+def find_audio(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], int]:
+    """Files to score: each file as given, each folder's audio files (by extension, recursively, sorted).
+
+    A missing path is kept: ``read_files`` reports "not found" for it. A file found twice is kept once,
+    where it first comes.
+
+    Returns:
+        the files, and the number of files in the folders skipped for their extension.
+
+    Raises:
+        InputError: there is nothing to score (only folders without audio files).
+    """
+    paths = [Path(p) for p in paths]
+    found, skipped = [], 0
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
+            skipped += len(files) - len(audio)
+            found += audio
+        else:
+            found.append(path)
+    if not found:
+        raise InputError(f"no audio files found in {', '.join(map(str, paths))} "
+                         f"(extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
+    return list(dict.fromkeys(found)), skipped
+
+
+def result_row(path: str | os.PathLike, result: ScoreResult | InputError, threshold: float,
+               segments: bool) -> dict:
+    """One output record of ``score_stream``'s result: score > ``threshold`` is "bonafide", else "spoof".
+
+    An unreadable file has None values and its reason in "error". With ``segments`` the record also has
+    the ``WINDOW_FIELDS``.
+    """
+    ok = isinstance(result, ScoreResult)
+    record = {
+        "path": str(path),
+        "duration_s": result.duration if ok else None,
+        "score": result.score if ok else None,
+        "bonafide_prob": result.bonafide_prob if ok else None,
+        "decision": ("bonafide" if result.score > threshold else "spoof") if ok else None,
+    }
+    if segments:
+        stats = (result.num_windows, result.window_mean, result.window_min, result.window_min_start) if ok else ()
+        record.update(zip(WINDOW_FIELDS, stats or (None,) * len(WINDOW_FIELDS)))
+    record["error"] = None if ok else str(result)
+    return record
+
+
+def write_results(path: str | os.PathLike, records: list[dict], meta: dict) -> None:
+    """``result_row`` records as JSON (``meta`` and a "files" list) if ``path`` ends in .json, else as CSV
+    (one line per file, None as an empty field; ``meta`` is not written); whole or not at all."""
+    path = Path(path)
+    with atomic_open(path) as f:
+        if path.suffix.lower() == ".json":
+            json.dump({**meta, "files": records}, f, indent=2)
+            f.write("\n")
+        else:
+            writer = csv.DictWriter(f, fieldnames=list(records[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)

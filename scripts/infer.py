@@ -15,8 +15,6 @@ An unreadable file (missing, empty, corrupt, not audio) is reported with its rea
 still scored; the exit status is then 1. Bad options or config exit with status 2 and one `error: ...` line.
 """
 import argparse
-import csv
-import json
 import sys
 from pathlib import Path
 
@@ -26,15 +24,13 @@ from tqdm import tqdm  # noqa: E402
 
 from models import load_model  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
-from models.inference import AUDIO_EXTENSIONS, ScoreResult, read_files, score_stream  # noqa: E402
+from models.inference import find_audio, read_files, result_row, score_stream, write_results  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError  # noqa: E402
-from utils.io import atomic_open  # noqa: E402
 
 # The published AASIST's EER threshold on the ASVspoof 2019 LA eval set for the bona fide logit
 # (evaluate.py on its published scores reports 1.4934).
 DEFAULT_THRESHOLD = 1.49
-WINDOW_FIELDS = ("num_windows", "window_mean", "window_min", "window_min_start_s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,53 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     parser.add_argument("--output", type=Path, help="also write the results to FILE.csv or FILE.json")
     return parser
-
-
-def find_audio(paths: list[Path]) -> tuple[list[Path], int]:
-    """Files to score: each file as given, each folder's audio files (recursively, sorted).
-
-    A missing PATH is kept: reading it reports "not found" for it. Returns the files and the number
-    of files in the folders skipped for their extension.
-    """
-    found, skipped = [], 0
-    for path in paths:
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
-            audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
-            skipped += len(files) - len(audio)
-            found += audio
-        else:
-            found.append(path)
-    return list(dict.fromkeys(found)), skipped
-
-
-def row(path: Path, result: ScoreResult | InputError, threshold: float, segments: bool) -> dict:
-    """One output record; an unreadable file has None values and its reason in "error"."""
-    ok = isinstance(result, ScoreResult)
-    record = {
-        "path": str(path),
-        "duration_s": result.duration if ok else None,
-        "score": result.score if ok else None,
-        "bonafide_prob": result.bonafide_prob if ok else None,
-        "decision": ("bonafide" if result.score > threshold else "spoof") if ok else None,
-    }
-    if segments:
-        stats = (result.num_windows, result.window_mean, result.window_min, result.window_min_start) if ok else ()
-        record.update(zip(WINDOW_FIELDS, stats or (None,) * len(WINDOW_FIELDS)))
-    record["error"] = None if ok else str(result)
-    return record
-
-
-def write_output(path: Path, records: list[dict], meta: dict) -> None:
-    """CSV (one line per file) or JSON (``meta`` and a "files" list), written whole or not at all."""
-    with atomic_open(path) as f:
-        if path.suffix.lower() == ".json":
-            json.dump({**meta, "files": records}, f, indent=2)
-            f.write("\n")
-        else:
-            writer = csv.DictWriter(f, fieldnames=list(records[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)
 
 
 def print_table(records: list[dict], threshold: float, segments: bool) -> None:
@@ -131,25 +80,20 @@ def print_table(records: list[dict], threshold: float, segments: bool) -> None:
 def run(args: argparse.Namespace) -> list[dict]:
     """Load the model, score every file, write --output; returns the records in file order."""
     files, skipped = find_audio(args.paths)
-    if not files:
-        raise InputError(f"no audio files found in {', '.join(map(str, args.paths))} "
-                         f"(extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
     if skipped:
         print(f"note: skipped {skipped} file(s) in the folders without an audio extension", file=sys.stderr)
     config = load_config(args.config)
     model_path = args.model_path or Path(config.model_path)
     model = load_model(config, model_path, resolve_device(args.device))
-    nb_samp = config.model_config.nb_samp
     records = []
     with tqdm(total=len(files), unit="file", desc="scoring", disable=None, leave=False) as bar:
-        for path, result in score_stream(model, read_files(files), args.segments, nb_samp, nb_samp // 2,
-                                         args.batch_size):
-            records.append(row(path, result, args.threshold, args.segments))
+        for path, result in score_stream(model, read_files(files), args.segments, batch_size=args.batch_size):
+            records.append(result_row(path, result, args.threshold, args.segments))
             bar.update(1)
     if args.output is not None:
         meta = {"config": str(args.config), "model_path": str(model_path), "threshold": args.threshold,
-                "nb_samp": nb_samp, "hop": nb_samp // 2 if args.segments else None}
-        write_output(args.output, records, meta)
+                "nb_samp": model.nb_samp, "hop": model.nb_samp // 2 if args.segments else None}
+        write_results(args.output, records, meta)
     return records
 
 

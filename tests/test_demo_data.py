@@ -1,5 +1,6 @@
-"""scripts/make_demo_data.py: a corpus in the ASVspoof 2019 LA layout that the data path reads, with no
-shortcut of level or length between the classes, an unseen eval attack, and the same files for the same seed."""
+"""data_utils.demo (scripts/make_demo_data.py): a corpus in the ASVspoof 2019 LA layout that the data path reads,
+with no shortcut of level or length between the classes, an unseen eval attack, and the same files for the same
+seed."""
 from pathlib import Path
 
 import numpy as np
@@ -7,24 +8,17 @@ import pytest
 import soundfile as sf
 
 from data_utils import SAMPLE_RATE, SPLITS, check_audio_exists, load_audio, read_protocol, split_paths
+from data_utils.demo import write_demo_corpus
 from utils.config import load_config
 
 SCALE = 0.03  # two utterances of each source in each split, 38 in all: the smallest full corpus
 
 
 @pytest.fixture(scope="module")
-def make_demo_data(load_script):
-    return load_script("make_demo_data")
-
-
-def generate(make_demo_data, out: Path, seed: int) -> Path:
-    make_demo_data.main(["--out", str(out), "--seed", str(seed), "--scale", str(SCALE)])
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("seed0") / "LA"
+    write_demo_corpus(out, seed=0, scale=SCALE)
     return out
-
-
-@pytest.fixture(scope="module")
-def corpus(make_demo_data, tmp_path_factory) -> Path:
-    return generate(make_demo_data, tmp_path_factory.mktemp("seed0") / "LA", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +84,19 @@ def test_bonafide_and_spoof_have_the_same_level(audio) -> None:
     assert bonafide.min() > -31 and spoof.min() > -31 and bonafide.max() < -21 and spoof.max() < -21
 
 
-def test_same_seed_same_files_other_seed_other_files(make_demo_data, corpus: Path, tmp_path: Path) -> None:
-    again = file_bytes(generate(make_demo_data, tmp_path / "again" / "LA", seed=0))
+def test_same_seed_same_files_other_seed_other_files(corpus: Path, tmp_path: Path) -> None:
+    summary = write_demo_corpus(tmp_path / "again", seed=0, scale=SCALE)
+    assert [line.split()[0] for line in summary] == list(SPLITS)
+    assert sum(int(line.split()[1]) for line in summary) == 38
+    again = file_bytes(tmp_path / "again")
     assert again == file_bytes(corpus)
-    other = file_bytes(generate(make_demo_data, tmp_path / "other" / "LA", seed=1))
+    write_demo_corpus(tmp_path / "other", seed=1, scale=SCALE)
+    other = file_bytes(tmp_path / "other")
     assert set(other) != set(again)  # new utterance ids
     assert sorted(other.values()) != sorted(again.values())
+
+
+def test_scale_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="scale must be positive, got 0"):
+        write_demo_corpus(tmp_path, scale=0)
+    assert not any(tmp_path.iterdir())

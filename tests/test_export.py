@@ -1,21 +1,27 @@
-"""scripts/export.py: torch.export and ONNX round trips equal the PyTorch model on the reference inputs."""
+"""models.export and scripts/export.py: torch.export and ONNX round trips equal the PyTorch model on the
+reference inputs, and a failed check writes nothing."""
 import json
 import re
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-
-@pytest.fixture(scope="module")
-def export(load_script):
-    return load_script("export")
+from models import load_model
+from models.export import ExportCheckError, LogitsOnly, check_batch, export_checked
+from utils.errors import InputError
 
 
 def lite_args(repo_root, reference_dir, fmt: str, out) -> list[str]:
     return ["--config", str(repo_root / "config" / "AASIST-L.json"), "--format", fmt, "--out", str(out),
             "--model_path", str(reference_dir / "weights" / "AASIST-L.pth"),
             "--check_inputs", str(reference_dir / "model_golden.npz")]
+
+
+def export_cli(repo_root, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/export.py", *args], cwd=repo_root, capture_output=True,
+                          text=True, timeout=300)
 
 
 def reported_difference(stdout: str) -> float:
@@ -28,25 +34,26 @@ def published_logits(reference_dir) -> tuple[np.ndarray, np.ndarray]:
     return golden["x"], golden["AASIST-L.logits"]
 
 
-def test_torch_export_round_trip(export, repo_root, reference_dir, tmp_path, capsys):
-    """The written file, loaded on its own, gives the published logits (beyond the script's own check)."""
+def test_torch_export_round_trip(repo_root, reference_dir, tmp_path):
+    """The file the script writes, loaded on its own, gives the published logits (beyond the script's own check)."""
     import torch
     out = tmp_path / "aasist-l.pt2"
-    assert export.main(lite_args(repo_root, reference_dir, "torch-export", out)) == 0
-    assert reported_difference(capsys.readouterr().out) <= 1e-4
+    result = export_cli(repo_root, lite_args(repo_root, reference_dir, "torch-export", out))
+    assert result.returncode == 0, result.stderr
+    assert reported_difference(result.stdout) <= 1e-4
     x, expected = published_logits(reference_dir)
     logits = torch.export.load(out).module()(torch.from_numpy(x[:2]))  # a batch size the export never saw
     np.testing.assert_allclose(logits.detach().numpy(), expected[:2], atol=1e-4, rtol=0)
 
 
-def test_onnx_round_trip(export, repo_root, reference_dir, tmp_path, capsys):
+def test_onnx_round_trip(repo_root, reference_dir, tmp_path):
     onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx onnxruntime)")
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnx onnxruntime)")
+    net = LogitsOnly(load_model(repo_root / "config" / "AASIST-L.json", reference_dir / "weights" / "AASIST-L.pth",
+                                device="cpu")).eval()
     out = tmp_path / "aasist-l.onnx"
-    code = export.main(lite_args(repo_root, reference_dir, "onnx", out))
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    assert reported_difference(captured.out) <= 1e-4
+    x = check_batch(reference_dir / "model_golden.npz", 64600)
+    assert export_checked(net, x, "onnx", out, tolerance=1e-4) <= 1e-4
     model = onnx.load(out)
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param == "batch"  # dynamic, not a fixed size
@@ -56,39 +63,47 @@ def test_onnx_round_trip(export, repo_root, reference_dir, tmp_path, capsys):
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
 
 
-def test_missing_onnx_is_a_clear_error(export, repo_root, reference_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
-    out = tmp_path / "aasist-l.onnx"
-    assert export.main(lite_args(repo_root, reference_dir, "onnx", out)) == 2
-    assert "pip install onnx onnxruntime" in capsys.readouterr().err and not out.exists()
-
-
-@pytest.fixture
-def short_config(repo_root, tmp_path):
+@pytest.fixture(scope="module")
+def short_config(repo_root, tmp_path_factory):
     """AASIST-L with nb_samp 4000: the check on seeded random inputs runs in a moment."""
     config = json.loads((repo_root / "config" / "AASIST-L.json").read_text())
     config["model_config"]["nb_samp"] = 4000
-    path = tmp_path / "short.json"
+    path = tmp_path_factory.mktemp("config") / "short.json"
     path.write_text(json.dumps(config))
     return path
 
 
-def test_failed_check_writes_nothing(export, short_config, reference_dir, tmp_path, capsys, monkeypatch):
-    def broken_export(net, example):
-        return b"model", lambda x: np.full((x.shape[0], 2), 100.0, dtype=np.float32)
+@pytest.fixture(scope="module")
+def short_net(short_config, reference_dir):
+    return LogitsOnly(load_model(short_config, reference_dir / "weights" / "AASIST-L.pth", device="cpu")).eval()
 
-    monkeypatch.setattr(export, "export_torch", broken_export)
-    out = tmp_path / "model.pt2"
-    args = ["--config", str(short_config), "--model_path", str(reference_dir / "weights" / "AASIST-L.pth"),
-            "--format", "torch-export", "--out", str(out)]
-    assert export.main(args) == 1
-    assert "the exported model differs from the PyTorch model by " in capsys.readouterr().err
+
+def test_missing_onnx_is_a_clear_error(short_net, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
+    out = tmp_path / "aasist-l.onnx"
+    with pytest.raises(InputError, match="pip install onnx onnxruntime"):
+        export_checked(short_net, check_batch(None, 4000), "onnx", out, tolerance=1e-4)
     assert not out.exists()
 
 
-def test_check_inputs_must_fit_nb_samp(export, short_config, reference_dir, tmp_path, capsys):
-    args = ["--config", str(short_config), "--model_path", str(reference_dir / "weights" / "AASIST-L.pth"),
-            "--format", "torch-export", "--out", str(tmp_path / "m.pt2"),
-            "--check_inputs", str(reference_dir / "model_golden.npz")]
-    assert export.main(args) == 2
-    assert "'x' must be (batch, 4000), got (3, 64600)" in capsys.readouterr().err
+def test_failed_check_writes_nothing(short_net, tmp_path, monkeypatch):
+    def broken_export(net, example):
+        return b"model", lambda x: np.full((x.shape[0], 2), 100.0, dtype=np.float32)
+
+    monkeypatch.setattr("models.export.export_torch", broken_export)
+    out = tmp_path / "model.pt2"
+    with pytest.raises(ExportCheckError, match="the exported model differs from the PyTorch model by "):
+        export_checked(short_net, check_batch(None, 4000), "torch-export", out, tolerance=1e-4)
+    assert not out.exists()
+
+
+def test_check_inputs_must_fit_nb_samp(short_config, reference_dir, repo_root, tmp_path):
+    with pytest.raises(InputError, match=re.escape("'x' must be (batch, 4000), got (3, 64600)")):
+        check_batch(reference_dir / "model_golden.npz", 4000)
+    out = tmp_path / "m.pt2"
+    result = export_cli(repo_root, ["--config", str(short_config), "--format", "torch-export", "--out", str(out),
+                                    "--model_path", str(reference_dir / "weights" / "AASIST-L.pth"),
+                                    "--check_inputs", str(reference_dir / "model_golden.npz")])
+    assert result.returncode == 2
+    assert "error: --check_inputs " in result.stderr and "'x' must be (batch, 4000), got (3, 64600)" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

@@ -1,4 +1,5 @@
-"""scripts/infer.py on a folder of generated recordings: every rate, stereo, short, long and unreadable files."""
+"""models.inference's file handling and scripts/infer.py on a folder of generated recordings: every rate,
+stereo, short, long and unreadable files."""
 import csv
 import json
 import subprocess
@@ -10,6 +11,9 @@ import soundfile as sf
 from scipy.signal import firwin, resample_poly
 
 from data_utils import load_audio
+from models import load_model
+from models.inference import find_audio, read_files, result_row, score_stream, write_results
+from utils.errors import InputError
 
 SR = 16000
 NB_SAMP = 64600
@@ -17,17 +21,29 @@ NB_SAMP = 64600
 # LA_tiny with either model): the two low-pass filters (up here, down in infer.py) cannot keep the band edge
 # at 8 kHz exactly. Asserted with a margin of about 2.4x.
 UPSAMPLED_48K_BOUND = 0.03
-
-
-@pytest.fixture(scope="module")
-def infer(load_script):
-    return load_script("infer")
+THRESHOLD = 1.49  # infer.py's default, the published AASIST's EER threshold
 
 
 @pytest.fixture(scope="module")
 def lite_args(repo_root, reference_dir):
     return ["--config", str(repo_root / "config" / "AASIST-L.json"),
             "--model_path", str(reference_dir / "weights" / "AASIST-L.pth")]
+
+
+@pytest.fixture(scope="module")
+def aasist_l(repo_root, reference_dir):
+    return load_model(repo_root / "config" / "AASIST-L.json", reference_dir / "weights" / "AASIST-L.pth", "cpu")
+
+
+def infer_cli(repo_root, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/infer.py", *args], cwd=repo_root, capture_output=True,
+                          text=True, timeout=120)
+
+
+def score_files(model, files: list, segments: bool = False) -> list[dict]:
+    """What infer.py does between finding the files and writing them out."""
+    results = score_stream(model, read_files(files), segments, NB_SAMP, NB_SAMP // 2)
+    return [result_row(path, result, THRESHOLD, segments) for path, result in results]
 
 
 def resample(x: np.ndarray, rate: int) -> np.ndarray:
@@ -46,6 +62,7 @@ def recordings(tmp_path_factory, la_tiny):
     """Speech from LA_tiny at 8, 16, 22.05, 44.1 and 48 kHz, stereo, long (> nb_samp), and bad files."""
     root = tmp_path_factory.mktemp("recordings")
     (root / "rates").mkdir()
+    (root / "bad").mkdir()
     speech = load_audio(la_tiny / "LA_E_2000017.flac").astype(np.float64)  # 30000 samples, shorter than nb_samp
     for rate, fmt in ((8000, "wav"), (16000, "flac"), (22050, "wav"), (44100, "aiff"), (48000, "flac")):
         subtype = "PCM_24" if fmt == "flac" else "FLOAT"
@@ -54,10 +71,10 @@ def recordings(tmp_path_factory, la_tiny):
     noise = 0.3 * np.random.default_rng(0).standard_normal(speech.size)
     sf.write(root / "stereo.wav", np.stack([speech + noise, speech - noise], axis=1), SR, subtype="DOUBLE")
     sf.write(root / "long.flac", load_audio(la_tiny / "LA_E_2000068.flac"), SR)  # 90000 samples
-    (root / "empty.wav").write_bytes(b"")
-    (root / "notes.wav").write_text("not audio\n")
-    (root / "corrupt.flac").write_bytes((la_tiny / "LA_E_2000068.flac").read_bytes()[:300])
-    (root / "README.txt").write_text("skipped: no audio extension\n")
+    (root / "bad" / "empty.wav").write_bytes(b"")
+    (root / "bad" / "notes.wav").write_text("not audio\n")
+    (root / "bad" / "corrupt.flac").write_bytes((la_tiny / "LA_E_2000068.flac").read_bytes()[:300])
+    (root / "bad" / "README.txt").write_text("skipped: no audio extension\n")
     return root
 
 
@@ -65,25 +82,39 @@ def by_name(records: list[dict]) -> dict[str, dict]:
     return {r["path"].rsplit("/", 1)[-1]: r for r in records}
 
 
-def test_folder_with_segments(infer, recordings, lite_args, tmp_path, capsys):
+def test_find_audio_searches_folders_and_keeps_files_as_given(recordings):
+    files, skipped = find_audio([recordings / "rates" / "speech_8000.wav", recordings / "absent.wav",
+                                 recordings, recordings / "bad" / "empty.wav"])
+    assert skipped == 1  # README.txt
+    assert files[:2] == [recordings / "rates" / "speech_8000.wav", recordings / "absent.wav"]
+    assert sorted(p.name for p in files[2:]) == ["corrupt.flac", "empty.wav", "long.flac", "notes.wav",
+                                                 "speech_16000.flac", "speech_22050.wav", "speech_44100.aiff",
+                                                 "speech_48000.flac", "stereo.wav"]  # each file once
+    assert files[2:] == sorted(files[2:])
+
+
+def test_no_audio_files_is_a_clear_error(tmp_path):
+    (tmp_path / "README.txt").write_text("no audio here\n")
+    with pytest.raises(InputError, match="no audio files found in"):
+        find_audio([tmp_path])
+
+
+def test_folder_with_segments(aasist_l, recordings, tmp_path):
+    files, _ = find_audio([recordings])
     out = tmp_path / "results.json"
-    assert infer.main([str(recordings), *lite_args, "--segments", "--output", str(out)]) == 1
-    captured = capsys.readouterr()
+    write_results(out, score_files(aasist_l, files, segments=True), {"hop": NB_SAMP // 2})
     written = json.loads(out.read_text())
-    assert written["threshold"] == 1.49 and written["hop"] == NB_SAMP // 2
+    assert written["hop"] == NB_SAMP // 2
     rows = by_name(written["files"])
     assert sorted(rows) == ["corrupt.flac", "empty.wav", "long.flac", "notes.wav", "speech_16000.flac",
                             "speech_22050.wav", "speech_44100.aiff", "speech_48000.flac", "speech_8000.wav",
                             "stereo.wav"]  # README.txt is skipped
-    assert "skipped 1 file(s)" in captured.err
 
     assert "empty (0 bytes)" in rows["empty.wav"]["error"]
     assert "Format not recognised" in rows["notes.wav"]["error"]
     assert "corrupt" in rows["corrupt.flac"]["error"]
-    reported = [line for line in captured.err.splitlines() if line.startswith("unreadable: ")]
-    assert len(reported) == 3
     for name in ("empty.wav", "notes.wav", "corrupt.flac"):
-        assert rows[name]["score"] is None and any(str(recordings / name) in line for line in reported)
+        assert rows[name]["score"] is None and str(recordings / "bad" / name) in rows[name]["error"]
 
     scored = {name: r for name, r in rows.items() if r["error"] is None}
     assert len(scored) == 7
@@ -101,15 +132,16 @@ def test_folder_with_segments(infer, recordings, lite_args, tmp_path, capsys):
     assert long["window_min"] <= long["score"] and long["window_min"] <= long["window_mean"]
     for r in scored.values():
         assert r["num_windows"] == 1 and r["window_mean"] == r["window_min"] == r["score"]
-    assert "windows" in captured.out and "10 files: " in captured.out
 
 
-def test_la_tiny_equals_published_scores(infer, repo_root, reference_dir, la_tiny, tmp_path):
+def test_la_tiny_equals_published_scores(repo_root, reference_dir, la_tiny, tmp_path):
     """infer.py's score is evaluate.py's: the published scores of LA_tiny (AASIST) within 1e-4."""
+    model = load_model(repo_root / "config" / "config.json", reference_dir / "weights" / "AASIST.pth", "cpu")
+    files, _ = find_audio([la_tiny])
+    records = score_files(model, files)
+    assert all(r["error"] is None for r in records)
     out = tmp_path / "scores.csv"
-    args = [str(la_tiny), "--config", str(repo_root / "config" / "config.json"),
-            "--model_path", str(reference_dir / "weights" / "AASIST.pth"), "--output", str(out)]
-    assert infer.main(args) == 0
+    write_results(out, records, {})
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["path", "duration_s", "score", "bonafide_prob", "decision", "error"]
@@ -120,36 +152,41 @@ def test_la_tiny_equals_published_scores(infer, repo_root, reference_dir, la_tin
         assert ours[utt_id] == pytest.approx(expected, abs=1e-4), utt_id
 
 
-def test_cli_reports_unreadable_file_and_exits_1(repo_root, recordings, lite_args, tmp_path):
+def test_cli_reports_unreadable_files_and_exits_1(repo_root, recordings, lite_args, tmp_path):
     out = tmp_path / "out.json"
-    result = subprocess.run([sys.executable, "scripts/infer.py", str(recordings / "rates" / "speech_8000.wav"),
-                             str(recordings / "empty.wav"), *lite_args, "--output", str(out)],
-                            cwd=repo_root, capture_output=True, text=True, timeout=120)
+    bad = recordings / "bad"
+    result = infer_cli(repo_root, str(recordings / "rates" / "speech_8000.wav"), str(bad), *lite_args,
+                       "--segments", "--output", str(out))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert f"unreadable: audio file {recordings / 'empty.wav'} is empty (0 bytes)" in result.stderr
-    assert "speech_8000.wav" in result.stdout and "2 files: " in result.stdout
-    assert [r["error"] is None for r in json.loads(out.read_text())["files"]] == [True, False]
+    assert "skipped 1 file(s)" in result.stderr
+    assert f"unreadable: audio file {bad / 'empty.wav'} is empty (0 bytes)" in result.stderr
+    reported = [line for line in result.stderr.splitlines() if line.startswith("unreadable: ")]
+    assert len(reported) == 3
+    for name in ("empty.wav", "notes.wav", "corrupt.flac"):
+        assert any(str(bad / name) in line for line in reported)
+    assert "windows" in result.stdout and "speech_8000.wav" in result.stdout and "4 files: " in result.stdout
+    written = json.loads(out.read_text())
+    assert written["threshold"] == 1.49 and written["hop"] == NB_SAMP // 2
+    assert [r["error"] is None for r in written["files"]] == [True, False, False, False]
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--config", "absent.json"], "error: cannot read config absent.json"),
     (["--model_path", "absent.pth"], "error: weights file not found: absent.pth"),
 ])
-def test_bad_config_or_weights_exit_2(infer, recordings, repo_root, extra, message, capsys, monkeypatch):
-    monkeypatch.chdir(repo_root)
-    assert infer.main([str(recordings / "rates"), *extra]) == 2
-    assert capsys.readouterr().err.startswith(message)
+def test_bad_config_or_weights_exit_2(recordings, repo_root, extra, message):
+    result = infer_cli(repo_root, str(recordings / "rates"), *extra)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
 
 
-def test_usage_errors_exit_2(infer, tmp_path, capsys):
-    assert infer.main([str(tmp_path)]) == 2  # a folder without audio
-    assert "error: no audio files found in" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as info:
-        infer.main([str(tmp_path), "--output", "results.txt"])
-    assert info.value.code == 2 and "--output must end in .csv or .json" in capsys.readouterr().err
+def test_usage_errors_exit_2(repo_root, tmp_path):
+    result = infer_cli(repo_root, str(tmp_path), "--output", "results.txt")
+    assert result.returncode == 2 and "--output must end in .csv or .json" in result.stderr
 
 
-def test_help_explains_the_threshold(infer):
-    text = " ".join(infer.build_parser().format_help().split())
+def test_help_explains_the_threshold(repo_root):
+    result = infer_cli(repo_root, "--help")
+    text = " ".join(result.stdout.split())
     assert "Default 1.49, the published AASIST's EER threshold on the ASVspoof 2019 LA eval set" in text
