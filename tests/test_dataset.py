@@ -42,9 +42,33 @@ def write_flac(path: Path, x: np.ndarray, sr: int = 16000) -> Path:
     return path
 
 
+# An eval protocol in the ASVspoof 2019 LA format, and the length of each utterance in samples: on both
+# sides of NB_SAMP (and exactly it), so the repeat-pad and the cut both run.
+EVAL_PROTOCOL = [
+    "LA_0030 LA_E_2000000 - - bonafide",
+    "LA_0031 LA_E_2000017 - A08 spoof",
+    "LA_0032 LA_E_2000034 - - bonafide",
+    "LA_0033 LA_E_2000051 - A10 spoof",
+    "LA_0034 LA_E_2000068 - - bonafide",
+    "LA_0035 LA_E_2000085 - A12 spoof",
+]
+EVAL_LENGTHS = [8000, 30000, 64600, 90000, 12345, 70000]
+
+
 @pytest.fixture(scope="module")
-def la_tiny_eval(reference_dir: Path):
-    paths = split_paths(reference_dir / "LA_tiny", "eval")
+def eval_split(tmp_path_factory):
+    """A generated eval split, written where the corpus keeps it (spelled out here, not by split_paths)."""
+    root = tmp_path_factory.mktemp("LA")
+    audio_dir = root / "ASVspoof2019_LA_eval" / "flac"
+    protocol = root / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.eval.trl.txt"
+    audio_dir.mkdir(parents=True)
+    protocol.parent.mkdir()
+    write_protocol(protocol, EVAL_PROTOCOL)
+    rng = np.random.default_rng(0)
+    for line, length in zip(EVAL_PROTOCOL, EVAL_LENGTHS):
+        write_flac(audio_dir / f"{line.split()[1]}.flac", rng.uniform(-0.5, 0.5, length))
+    paths = split_paths(root, "eval")
+    assert (paths.audio_dir, paths.protocol) == (audio_dir, protocol)
     return paths, read_protocol(paths.protocol)
 
 
@@ -62,9 +86,8 @@ def test_split_paths_follow_the_corpus_layout(tmp_path: Path) -> None:
         split_paths(tmp_path, "test")
 
 
-def test_read_protocol_la_tiny_eval(la_tiny_eval) -> None:
-    paths, entries = la_tiny_eval
-    assert paths.protocol.is_file()
+def test_read_protocol_eval(eval_split) -> None:
+    _, entries = eval_split
     assert [e.utt_id for e in entries] == [f"LA_E_{2000000 + 17 * i}" for i in range(6)]
     assert entries[0] == ProtocolEntry("LA_0030", "LA_E_2000000", "-", "bonafide")
     assert entries[1] == ProtocolEntry("LA_0031", "LA_E_2000017", "A08", "spoof")
@@ -101,8 +124,8 @@ def test_empty_or_missing_protocol_is_an_error(tmp_path: Path) -> None:
 # --- audio ----------------------------------------------------------------------------------------
 
 
-def test_load_audio_is_soundfile_float64_cast_to_float32(la_tiny_eval) -> None:
-    paths, entries = la_tiny_eval
+def test_load_audio_is_soundfile_float64_cast_to_float32(eval_split) -> None:
+    paths, entries = eval_split
     path = paths.audio_dir / f"{entries[0].utt_id}.flac"
     x = load_audio(path)
     assert x.dtype == np.float32 and x.ndim == 1
@@ -197,8 +220,8 @@ def test_random_crop_repeat_pads_short_input() -> None:
 # --- datasets and the pre-flight check ------------------------------------------------------------
 
 
-def test_eval_dataset_over_la_tiny(la_tiny_eval) -> None:
-    paths, entries = la_tiny_eval
+def test_eval_dataset_pads_and_cuts_like_the_published_code(eval_split) -> None:
+    paths, entries = eval_split
     dataset = EvalDataset(entries, paths.audio_dir, NB_SAMP)
     assert len(dataset) == 6 and dataset.entries == entries
     for i, entry in enumerate(entries):
@@ -226,8 +249,8 @@ def test_train_dataset_returns_crop_and_label(tmp_path: Path) -> None:
     np.testing.assert_array_equal(dataset[0][0].numpy(), x0.numpy())
 
 
-def test_check_audio_exists_passes_on_la_tiny(la_tiny_eval) -> None:
-    paths, entries = la_tiny_eval
+def test_check_audio_exists_passes_when_all_are_there(eval_split) -> None:
+    paths, entries = eval_split
     check_audio_exists(entries, paths.audio_dir)
 
 

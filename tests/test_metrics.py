@@ -7,7 +7,7 @@ import pytest
 
 from utils.errors import InputError
 from utils.metrics import check_scores, compute_det_curve, compute_eer, compute_min_tdcf, per_attack_eer
-from utils.scores import CMScores, compute_metrics, read_asv_scores, read_cm_scores, write_cm_scores
+from utils.score_files import CMScores, compute_metrics, read_asv_scores, read_cm_scores, write_cm_scores
 
 LA_SCORES = "asvspoof2019_LA_scores"
 
@@ -61,6 +61,12 @@ def test_published_aasist_eval_scores(reference_dir):
     assert f"{metrics['eer_percent']:.9f}" == "0.829511226"
     assert f"{metrics['min_tdcf']:.9f}" == "0.027529478"
     assert list(metrics["per_attack_eer_percent"]) == [f"A{i:02d}" for i in range(7, 20)]
+
+
+def test_published_aasist_eer_threshold(reference_dir):
+    # The default decision threshold of scripts/infer.py and the README, quoted to 5 decimals.
+    metrics = compute_metrics(read_cm_scores(reference_dir / LA_SCORES / "aasist_published_eval_scores.txt"))
+    assert f"{metrics['eer_threshold']:.5f}" == "1.49343"
 
 
 def test_cm_score_file_round_trip(tmp_path):

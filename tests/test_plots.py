@@ -1,17 +1,31 @@
 """utils.plots: the DET curve and score histograms are written as PNGs; matplotlib stays optional."""
 import sys
 
+import numpy as np
 import pytest
 
 from utils.errors import InputError
-from utils.scores import read_cm_scores
+from utils.score_files import CMScores
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ATTACKS = ["A07", "A08", "A09", "A10", "A11", "A12"]
+N_BONAFIDE, N_PER_ATTACK = 400, 150
 
 
 @pytest.fixture(scope="module")
-def cm(reference_dir):
-    return read_cm_scores(reference_dir / "cm_scores.txt")  # attacks A07-A19, some tied scores
+def cm() -> CMScores:
+    """Generated scores: bona fide around +3, each attack closer to it than the last; every third score
+    rounded to 0.1, so bona fide and spoof scores tie."""
+    rng = np.random.default_rng(0)
+    bonafide = rng.normal(3.0, 1.5, N_BONAFIDE)
+    spoof = np.concatenate([rng.normal(-4.0 + i, 1.5, N_PER_ATTACK) for i in range(len(ATTACKS))])
+    scores = np.concatenate([bonafide, spoof])
+    scores[::3] = np.round(scores[::3], 1)
+    cm = CMScores([f"LA_E_{i:07d}" for i in range(scores.size)],
+                  ["-"] * N_BONAFIDE + [a for a in ATTACKS for _ in range(N_PER_ATTACK)],
+                  ["bonafide"] * N_BONAFIDE + ["spoof"] * spoof.size, scores)
+    assert np.intersect1d(cm.scores[cm.keys == "bonafide"], cm.scores[cm.keys == "spoof"]).size > 0
+    return cm
 
 
 def test_save_plots_writes_pngs(cm, tmp_path):
@@ -37,7 +51,8 @@ def test_figures(cm):
     assert f"EER {100 * compute_eer(bonafide, spoof)[0]:.3f} %" in legend[1]
     histograms = score_histograms_figure(cm)
     titles = [ax.get_title() for ax in histograms.axes if ax.axison]
-    assert titles[0].startswith("all attacks") and len(titles) == 1 + 13  # one panel per attack, A07-A19
+    # one panel for all attacks, then one per attack, each with its number of spoof scores
+    assert titles == [f"all attacks ({len(ATTACKS) * N_PER_ATTACK})"] + [f"{a} ({N_PER_ATTACK})" for a in ATTACKS]
 
 
 def test_figure_goes_to_tensorboard(cm, tmp_path):
