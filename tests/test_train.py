@@ -11,15 +11,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from data_utils import TrainSampler, load_split
+from data_utils.demo import write_demo_corpus
+from models import AASIST
+from utils import training
+from utils.config import load_config
+from utils.distributed import DistInfo
+from utils.precision import Speed, prepare_model
+
 TINY_MODEL = {"architecture": "AASIST", "nb_samp": 4000, "first_conv": 128,
               "filts": [70, [1, 4], [4, 4], [4, 8], [8, 8]], "gat_dims": [8, 8],
               "pool_ratios": [0.5, 0.7, 0.5, 0.5], "temperatures": [2.0, 2.0, 100.0, 100.0]}
 
 
 @pytest.fixture(scope="module")
-def corpus(load_script, tmp_path_factory) -> Path:
+def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "LA"
-    load_script("make_demo_data").main(["--out", str(out), "--seed", "0", "--scale", "0.1"])
+    write_demo_corpus(out, seed=0, scale=0.1)
     return out
 
 
@@ -88,10 +96,14 @@ def test_resume_after_sigkill_equals_uninterrupted_run(finished_run, repo_root, 
     deadline = time.time() + 240
     while not (run / "checkpoint.pth").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(1.0)  # into the second epoch
+    time.sleep(0.3)  # into the second epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert (run / "checkpoint.pth").exists(), "the run ended before its first checkpoint"
+    # The kill landed mid-run: the process died of it, and its last checkpoint is before the last epoch.
+    assert proc.returncode == -signal.SIGKILL, f"the run was not killed (exit status {proc.returncode})"
+    assert (run / "checkpoint.pth").exists(), "the run was killed before its first checkpoint"
+    killed_after = torch.load(run / "checkpoint.pth", weights_only=True)["run_state"]["epoch"]
+    assert 1 <= killed_after < 3
     result = run_train(repo_root, "--resume", "--output_dir", str(run))
     assert result.returncode == 0, result.stderr
     for name in ("weights/best.pth", "weights/swa.pth"):
@@ -117,41 +129,43 @@ def test_two_process_torchrun(repo_root, corpus, tmp_path):
 
 
 @pytest.mark.parametrize("read_every", [1, 100], ids=["read_each_step", "read_at_epoch_end"])
-def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(repo_root, corpus, tmp_path, monkeypatch, capsys,
-                                                                     load_script, read_every):
-    train = load_script("train")
-    monkeypatch.setattr(train, "LOSS_READ_STEPS", {"cpu": read_every})  # 100: as on a GPU, steps run ahead of reads
-    config = tiny_config(repo_root, corpus, tmp_path / "tiny.json", num_epochs=3, eval_all_best=False)
-    real_cross_entropy = train.F.cross_entropy
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(repo_root, corpus, tmp_path, monkeypatch,
+                                                                     read_every):
+    monkeypatch.setattr(training, "LOSS_READ_STEPS", {"cpu": read_every})  # 100: as on a GPU, steps run ahead of reads
+    config = load_config(tiny_config(repo_root, corpus, tmp_path / "tiny.json", num_epochs=3, eval_all_best=False))
+    splits = {name: load_split(corpus, name, config.model_config.nb_samp) for name in ("train", "dev", "eval")}
+    steps_per_epoch = len(splits["train"].dataset) // config.batch_size
+    real_cross_entropy = torch.nn.functional.cross_entropy
     calls = {"n": 0}
 
-    def poisoned(*args, **kwargs):  # NaN from the 2nd step of epoch 1 (train has 6 batches per epoch)
+    def poisoned(*args, **kwargs):  # NaN from the 2nd step of epoch 1
         calls["n"] += 1
         loss = real_cross_entropy(*args, **kwargs)
         return loss * float("nan") if calls["n"] == steps_per_epoch + 2 else loss
 
-    steps_per_epoch = len(train.read_protocol(train.split_paths(corpus, "train").protocol)) // 8
-    monkeypatch.setattr(train.F, "cross_entropy", poisoned)
-    code = train.main(["--config", str(config), "--output_dir", str(tmp_path / "run"), "--device", "cpu"])
-    assert code == 2
-    assert "loss is nan at epoch 1, step 1" in capsys.readouterr().err
+    monkeypatch.setattr(training.F, "cross_entropy", poisoned)
+    cpu, speed = torch.device("cpu"), Speed()
+    training.seed_everything(1234)
+    model = prepare_model(AASIST(config.model_config), cpu, speed)
+    run = training.build_run(config, 1234, tmp_path / "run", cpu, speed, DistInfo(), splits, model,
+                             TrainSampler(len(splits["train"].dataset), 1234))
+    with pytest.raises(FloatingPointError, match="loss is nan at epoch 1, step 1"):
+        training.fit(run)
     checkpoint = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)
     assert checkpoint["run_state"]["epoch"] == 1
 
 
 NAN_ON_ONE_RANK = """
-import importlib.util, sys
-from pathlib import Path
+import sys
 from types import SimpleNamespace
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
-repo = Path(sys.argv[1])
-sys.path.insert(0, str(repo))
-spec = importlib.util.spec_from_file_location("train", repo / "scripts" / "train.py")
-train = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train)
-info = train.init_distributed("cpu")
+sys.path.insert(0, sys.argv[1])
+from utils.distributed import cleanup, init_distributed
+from utils.precision import Speed
+from utils.training import train_one_epoch
+info = init_distributed("cpu")
 
 class Net(torch.nn.Module):  # NaN logits on rank 1 at step 1 only
     def __init__(self):
@@ -164,13 +178,15 @@ class Net(torch.nn.Module):  # NaN logits on rank 1 at step 1 only
 torch.manual_seed(0)
 model = DistributedDataParallel(Net())
 loader = DataLoader(TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,))), batch_size=2)
-run = train.Run(SimpleNamespace(freq_aug=False), torch.device("cpu"), info, {}, Path("."), 0, "fp32")
+run = SimpleNamespace(config=SimpleNamespace(freq_aug=False), device=torch.device("cpu"), dist_info=info,
+                      speed=Speed(), train_loader=loader, train_model=model, scheduler=None, steps_per_batch=False,
+                      optimizer=torch.optim.SGD(model.parameters(), lr=0.1), writer=None)
 try:
-    train.train_one_epoch(run, model, loader, torch.optim.SGD(model.parameters(), lr=0.1), None, False, 0)
+    train_one_epoch(run, 0)
 except FloatingPointError as e:
     print(f"rank {info.rank}: {e}")
 finally:
-    train.cleanup(info)
+    cleanup(info)
 """
 
 
@@ -206,3 +222,16 @@ def test_run_folder_is_not_overwritten_and_resume_needs_a_checkpoint(finished_ru
     assert again.returncode == 2 and "already holds a run; pass --resume" in again.stderr
     nothing = run_train(repo_root, "--resume", "--output_dir", str(tmp_path))
     assert nothing.returncode == 2 and "no checkpoint.pth" in nothing.stderr
+
+
+def test_demo_command_trains_scores_and_says_where_the_results_are(repo_root, corpus, tmp_path):
+    config = tiny_config(repo_root, corpus, tmp_path / "tiny.json", num_epochs=1)
+    out = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "scripts/demo.py", "--config", str(config), "--output_dir", str(out),
+                             "--device", "cpu"], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "eval_metrics.json").read_text())
+    assert 0 <= metrics["eer_percent"] <= 100 and metrics["min_tdcf"] is not None
+    assert (out / "weights" / "best.pth").is_file() and f"results in {out}" in result.stdout
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "plots" / "det_curve.png").is_file() and f"plots: {out / 'plots'}" in result.stdout
