@@ -5,20 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.config import DEFAULT_NB_SAMP
+from utils.config import DEFAULT_NB_SAMP, min_input_length
 
 from . import fast as fast_ops
 from .layers import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, ResidualBlock, SincConv
 
-NUM_ENCODER_BLOCKS = 6
-_STEM_POOL = 3  # max_pool2d (3, 3) after the sinc convolution
-_BLOCK_POOL = 3  # each residual block pools time by 3
-
-
-def min_input_length(first_conv: int) -> int:
-    """Shortest waveform, in samples, that leaves at least one time step after the encoder."""
-    kernel = first_conv + 1 if first_conv % 2 == 0 else first_conv
-    return kernel - 1 + _STEM_POOL * _BLOCK_POOL ** NUM_ENCODER_BLOCKS
+_STEM_POOL = 3  # max_pool2d (3, 3) after the sinc convolution; each residual block pools time by 3
 
 
 class AASIST(nn.Module):

@@ -1,11 +1,13 @@
 """Config validation and the optimiser/schedule recipe (spec section 8)."""
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from utils.config import config_from_dict, load_config
+from utils.config import config_from_dict, load_config, min_input_length
 from utils.errors import InputError
 from utils.optimizer import build_optimizer, build_scheduler, cosine_factor, scheduler_interval
 
@@ -85,6 +87,92 @@ def test_bad_config_names_the_key(mutate, message):
     mutate(d)
     with pytest.raises(InputError, match=message):
         config_from_dict(d)
+
+
+def _set(section, **changes):
+    return lambda d: (d[section] if section else d).update(changes)
+
+
+# One value out of range per case: (change to the published config, the key the message must name).
+@pytest.mark.parametrize("mutate, key", [
+    (_set("model_config", nb_samp=min_input_length(128) - 1), "model_config.nb_samp must be at least 2315"),
+    (_set("model_config", first_conv=2), "model_config.first_conv must be at least 3"),
+    (_set("model_config", gat_dims=[64, 0]), r"model_config.gat_dims\[1\] must be positive"),
+    (_set("model_config", gat_dims=[-1, 32]), r"model_config.gat_dims\[0\] must be positive"),
+    (_set("model_config", filts=[70, [1, 32], [32, 0], [32, 64], [64, 64]]), "model_config.filts must be"),
+    (_set("model_config", pool_ratios=[0.5, 0.0, 0.5, 0.5]), r"model_config.pool_ratios\[1\] must be in \(0, 1\]"),
+    (_set("model_config", pool_ratios=[0.5, 0.7, 1.5, 0.5]), r"model_config.pool_ratios\[2\] must be in \(0, 1\]"),
+    (_set("model_config", temperatures=[2.0, 0.0, 100.0, 100.0]), r"model_config.temperatures\[1\] must be positive"),
+    (_set("model_config", temperatures=[2.0, 2.0, float("nan"), 100.0]), r"model_config.temperatures\[2\] must be a finite"),
+    (_set("optim_config", base_lr=-0.1), "optim_config.base_lr must be positive, got -0.1"),
+    (_set("optim_config", base_lr=0), "optim_config.base_lr must be positive"),
+    (_set("optim_config", base_lr=float("nan")), "optim_config.base_lr must be a finite number, got nan"),
+    (_set("optim_config", base_lr=float("inf")), "optim_config.base_lr must be a finite number, got inf"),
+    (_set("optim_config", lr_min=-1e-6), "optim_config.lr_min must be non-negative"),
+    (_set("optim_config", weight_decay=-1e-4), "optim_config.weight_decay must be non-negative"),
+    (_set("optim_config", momentum=-0.9), "optim_config.momentum must be non-negative"),
+    (_set("optim_config", optimizer="sgd", nesterov=True), "optim_config.momentum must be positive with nesterov"),
+    (_set("optim_config", betas=[0.9, 1.0]), r"optim_config.betas\[1\] must be in \[0, 1\)"),
+    (_set("optim_config", betas=[-0.1, 0.999]), r"optim_config.betas\[0\] must be in \[0, 1\)"),
+    (_set("optim_config", scheduler="multistep", milestones=[4, 2], lr_decay=0.5), "optim_config.milestones must be increasing"),
+    (_set("optim_config", scheduler="multistep", milestones=[0, 2], lr_decay=0.5), "optim_config.milestones must be increasing"),
+    (_set("optim_config", scheduler="multistep", milestones=[2, 4], lr_decay=0.0), "optim_config.lr_decay must be positive"),
+    (_set("optim_config", scheduler="sgdr", T0=0, Tmult=2), "optim_config.T0 must be at least 1"),
+    (_set("optim_config", scheduler="sgdr", T0=2, Tmult=0), "optim_config.Tmult must be at least 1"),
+    (_set(None, num_workers=-1), "num_workers must be non-negative"),
+    (_set(None, eval_batch_size=0), "eval_batch_size must be positive"),
+    (_set(None, swa_max_dev_eer=-1.0), r"swa_max_dev_eer must be a percentage in \[0, 100\]"),
+    (_set(None, swa_max_dev_eer=101), r"swa_max_dev_eer must be a percentage in \[0, 100\]"),
+    (_set(None, swa_max_dev_eer=float("-inf")), "swa_max_dev_eer must be a finite number"),
+    (_set(None, batch_size=0), "batch_size must be positive"),
+])
+def test_value_out_of_range_names_the_key(mutate, key):
+    d = published_dict()
+    mutate(d)
+    with pytest.raises(InputError, match=key):
+        config_from_dict(d)
+
+
+def test_range_edges_are_accepted():
+    d = published_dict()
+    d.update(num_workers=0, eval_batch_size=None, swa_max_dev_eer=100)
+    d["model_config"].update(nb_samp=min_input_length(128), first_conv=3, pool_ratios=[1.0, 1.0, 1.0, 1.0])
+    d["optim_config"].update(lr_min=0.0, weight_decay=0.0, betas=[0.0, 0.0])
+    cfg = config_from_dict(d)
+    assert cfg.num_workers == 0 and cfg.model_config.first_conv == 3
+
+
+def test_non_finite_json_literals_name_the_key(tmp_path):
+    path = tmp_path / "nan.json"
+    path.write_text(PUBLISHED_AASIST_CONF.replace('"weight_decay": 0.0001', '"weight_decay": NaN'))
+    with pytest.raises(InputError, match="nan.json: optim_config.weight_decay must be a finite number"):
+        load_config(path)
+    path.write_text(PUBLISHED_AASIST_CONF.replace('"base_lr": 0.0001', '"base_lr": Infinity'))
+    with pytest.raises(InputError, match="optim_config.base_lr must be a finite number"):
+        load_config(path)
+
+
+def test_non_utf8_config_names_the_file(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(PUBLISHED_AASIST_CONF.replace("./LA/", "./L\u00e9/").encode("latin-1"))
+    with pytest.raises(InputError, match="latin1.json: not UTF-8"):
+        load_config(path)
+    path.write_bytes(b"\xef\xbb\xbf" + PUBLISHED_AASIST_CONF.encode())  # a byte-order mark is fine
+    assert load_config(path).batch_size == 24
+
+
+def test_train_refuses_bad_config_before_writing(tmp_path, repo_root):
+    d = published_dict()
+    d["optim_config"]["base_lr"] = -0.1
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps(d))
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "scripts/train.py", "--config", str(config), "--output_dir", str(out),
+                             "--device", "cpu"], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "error: " in result.stderr and "optim_config.base_lr must be positive" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_bad_json_names_file_and_line(tmp_path):

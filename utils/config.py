@@ -1,11 +1,14 @@
 """Load and validate a run configuration, once, into frozen dataclasses.
 
-A missing or unknown key, or a value of the wrong type, is an `InputError` that names the key
-(e.g. `optim_config.base_lr`). The published repository's `AASIST.conf` / `AASIST-L.conf` load
-unchanged: their string booleans (`"amsgrad": "False"`) become real booleans here and nowhere else.
+A missing or unknown key, a value of the wrong type, or one out of its range (a negative learning
+rate, NaN anywhere, an `nb_samp` too short for the encoder) is an `InputError` that names the key
+(e.g. `optim_config.base_lr`), raised on load rather than an epoch into training. The published
+repository's `AASIST.conf` / `AASIST-L.conf` load unchanged: their string booleans
+(`"amsgrad": "False"`) become real booleans here and nowhere else.
 """
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -19,6 +22,14 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("cosine", "multistep", "sgdr", "keras_decay", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_NB_SAMP = 64600  # samples (~4 s at 16 kHz) the model takes: the published model_config's nb_samp
+
+
+def min_input_length(first_conv: int) -> int:
+    """Shortest waveform, in samples, that leaves at least one time step after the encoder: the
+    sinc convolution (kernel `first_conv` rounded up to odd, no padding), a (3, 3) max-pool, then
+    six residual blocks that each pool time by 3 (models/aasist.py)."""
+    kernel = first_conv + 1 if first_conv % 2 == 0 else first_conv
+    return kernel - 1 + 3 * 3 ** 6
 
 
 @dataclass(frozen=True)
@@ -43,8 +54,13 @@ class ModelConfig:
         _check_len(self.temperatures, 4, "model_config.temperatures")
         if self.architecture != "AASIST":
             raise InputError(f"model_config.architecture: only 'AASIST' is implemented, got {self.architecture!r}")
-        if self.nb_samp <= 0 or self.first_conv <= 0:
-            raise InputError("model_config.nb_samp and model_config.first_conv must be positive")
+        _check_each(self.gat_dims, lambda v: v > 0, "model_config.gat_dims", "positive")
+        _check_each(self.pool_ratios, lambda v: 0 < v <= 1, "model_config.pool_ratios", "in (0, 1]")
+        _check_each(self.temperatures, lambda v: v > 0, "model_config.temperatures", "positive")
+        _check(self.first_conv >= 3, "model_config.first_conv", "at least 3", self.first_conv)
+        least = min_input_length(self.first_conv)
+        _check(self.nb_samp >= least, "model_config.nb_samp",
+               f"at least {least} (the encoder's shortest input for first_conv {self.first_conv})", self.nb_samp)
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,21 @@ class OptimConfig:
             if getattr(self, key) is None:
                 raise InputError(f"optim_config.{key} is required by the {self.scheduler!r} schedule")
         _check_len(self.betas, 2, "optim_config.betas")
+        _check_each(self.betas, lambda v: 0 <= v < 1, "optim_config.betas", "in [0, 1)")
+        _check(self.base_lr > 0, "optim_config.base_lr", "positive", self.base_lr)
+        for key in ("lr_min", "weight_decay", "momentum"):
+            _check(getattr(self, key) >= 0, f"optim_config.{key}", "non-negative", getattr(self, key))
+        if self.optimizer == "sgd" and self.nesterov:  # torch's SGD refuses Nesterov without momentum
+            _check(self.momentum > 0, "optim_config.momentum", "positive with nesterov", self.momentum)
+        m = self.milestones
+        if m is not None:
+            _check(all(v > 0 for v in m) and all(a < b for a, b in zip(m, m[1:])), "optim_config.milestones",
+                   "increasing positive epochs", m)
+        if self.lr_decay is not None:
+            _check(self.lr_decay > 0, "optim_config.lr_decay", "positive", self.lr_decay)
+        for key in ("T0", "Tmult"):
+            if getattr(self, key) is not None:
+                _check(getattr(self, key) >= 1, f"optim_config.{key}", "at least 1", getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -121,21 +152,29 @@ class Config:
         if self.track != "LA":
             raise InputError(f"track: only 'LA' (ASVspoof 2019 logical access) is implemented, got {self.track!r}")
         for key in ("batch_size", "num_epochs"):
-            if getattr(self, key) <= 0:
-                raise InputError(f"{key} must be positive, got {getattr(self, key)}")
+            _check(getattr(self, key) > 0, key, "positive", getattr(self, key))
+        if self.eval_batch_size is not None:
+            _check(self.eval_batch_size > 0, "eval_batch_size", "positive", self.eval_batch_size)
+        if self.num_workers is not None:
+            _check(self.num_workers >= 0, "num_workers", "non-negative (0: load in the main process)", self.num_workers)
+        _check(0 <= self.swa_max_dev_eer <= 100, "swa_max_dev_eer", "a percentage in [0, 100]", self.swa_max_dev_eer)
 
 
 def load_config(path: str | Path) -> Config:
     """Read a JSON config file and validate it; errors name the file and the key."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is dropped
     except OSError as e:
         raise InputError(f"cannot read config {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); a config is a UTF-8 JSON file") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; arrays nested too deep
+        raise InputError(f"{path}: not a usable JSON config ({type(e).__name__}: {e})") from None
     try:
         return config_from_dict(raw)
     except InputError as e:
@@ -189,6 +228,16 @@ def _check_len(value: list, n: int, key: str) -> None:
         raise InputError(f"{key} must have {n} entries, got {len(value)}")
 
 
+def _check(ok: bool, key: str, rule: str, value) -> None:
+    if not ok:
+        raise InputError(f"{key} must be {rule}, got {value!r}")
+
+
+def _check_each(values: list, ok, key: str, rule: str) -> None:
+    for i, v in enumerate(values):
+        _check(ok(v), f"{key}[{i}]", rule, v)
+
+
 def _coerce(value: Any, hint, key: str):
     """Check `value` against a type hint; return it converted (string booleans, ints as floats)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -206,7 +255,13 @@ def _coerce(value: Any, hint, key: str):
             return value
     elif hint is float:
         if _is_int(value) or isinstance(value, float):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond a float's range
+                number = math.inf
+            if not math.isfinite(number):  # Python's json reads NaN, Infinity and 1e999
+                raise InputError(f"{key} must be a finite number, got {number!r}")
+            return number
     elif hint is str:
         if isinstance(value, str):
             return value
