@@ -24,7 +24,8 @@ from utils.config import Config, load_config  # noqa: E402
 from utils.distributed import DistInfo, cleanup, init_distributed  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 from utils.precision import prepare_model, resolve_speed  # noqa: E402
-from utils.training import CHECKPOINT, build_run, fit, load_checkpoint, say, seed_everything  # noqa: E402
+from utils.training import (CHECKPOINT, build_run, fit, load_checkpoint, run_folder_lock, say,  # noqa: E402
+                            seed_everything)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,8 +53,6 @@ def resolve_run(args) -> tuple[Config, Path, int, dict | None]:
         name = f"LA_{args.config.stem}_ep{config.num_epochs}_bs{config.batch_size}"
         run_dir = REPO_ROOT / "exp_result" / (f"{name}_{args.comment}" if args.comment else name)
     if not args.resume:
-        if (run_dir / CHECKPOINT).exists():
-            raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --output_dir")
         return config, run_dir, args.seed, None
     checkpoint, saved = load_checkpoint(run_dir)
     if config is not None and config != saved:
@@ -64,6 +63,14 @@ def resolve_run(args) -> tuple[Config, Path, int, dict | None]:
 
 def train(args, device_type: str, dist_info: DistInfo) -> None:
     config, run_dir, seed, checkpoint = resolve_run(args)
+    with run_folder_lock(run_dir, dist_info):
+        if checkpoint is None and (run_dir / CHECKPOINT).exists():
+            raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --output_dir")
+        train_in(run_dir, config, seed, checkpoint, device_type, dist_info)
+
+
+def train_in(run_dir: Path, config: Config, seed: int, checkpoint: dict | None, device_type: str,
+             dist_info: DistInfo) -> None:
     device = torch.device(device_type, dist_info.local_rank) if device_type == "cuda" else torch.device("cpu")
     if config.batch_size % dist_info.world_size:
         raise InputError(f"batch_size {config.batch_size} does not divide over {dist_info.world_size} processes")

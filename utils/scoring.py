@@ -65,7 +65,7 @@ def score_dataset(model: torch.nn.Module, dataset: Dataset, batch_size: int, dev
     """
     shard = list(range(dist_info.rank, len(dataset), dist_info.world_size))
     loader = DataLoader(Subset(dataset, shard), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", generator=torch.Generator())  # global RNG untouched
     scores = np.empty(len(dataset), dtype=np.float32)
     for indices, part in gather_objects((shard, score_batches(model, loader, device, desc, precision)), dist_info):
         scores[indices] = part

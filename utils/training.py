@@ -6,9 +6,13 @@ After every epoch: dev scores, dev EER and min t-DCF, model selection on dev onl
 resumable checkpoint. At the end: the weight average (SWA) with recomputed BatchNorm statistics,
 scored on eval.
 """
+import contextlib
 import json
 import math
+import os
+import pickle
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from utils.config import Config, config_from_dict, config_to_dict
-from utils.distributed import DistInfo, average_across_ranks_
+from utils.distributed import DistInfo, average_across_ranks_, gather_objects
 from utils.errors import InputError
 from utils.io import atomic_open, atomic_torch_save
 from utils.optimizer import build_optimizer, build_scheduler, scheduler_interval
@@ -33,6 +37,8 @@ from utils.scoring import score_dataset
 
 CLASS_WEIGHTS = [0.1, 0.9]  # spoof, bona fide: the published weighted cross-entropy
 CHECKPOINT = "checkpoint.pth"
+LOCK = "run.lock"  # in the run folder while a run owns it: "<host> <pid>"
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "swa_model", "run_state", "rng", "config", "seed")
 # Training steps between reads of the loss from the device. A read makes the CPU wait for the GPU,
 # which then idles while the CPU prepares the next step; on a CPU there is nothing to overlap.
 LOSS_READ_STEPS = {"cuda": 32, "cpu": 1}
@@ -95,7 +101,10 @@ def build_run(config: Config, seed: int, run_dir: Path, device: torch.device, sp
     train_loader = DataLoader(splits["train"].dataset, batch_size=config.batch_size // dist_info.world_size,
                               sampler=sampler, drop_last=True, num_workers=num_workers,
                               pin_memory=config.pin_memory and device.type == "cuda",
-                              persistent_workers=num_workers > 0)
+                              persistent_workers=num_workers > 0,
+                              # Its own generator: starting the workers then draws nothing from the global
+                              # one, so a resumed run's dropout masks are an uninterrupted run's.
+                              generator=torch.Generator().manual_seed(seed))
     if len(train_loader) == 0:
         raise InputError(f"the training set ({len(sampler)} items per process) is smaller than one batch")
     optimizer = build_optimizer(model.parameters(), config.optim_config)
@@ -103,13 +112,17 @@ def build_run(config: Config, seed: int, run_dir: Path, device: torch.device, sp
     swa_model = AveragedModel(model)
     state = RunState()
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        swa_model.load_state_dict(checkpoint["swa_model"])
-        state = RunState(**checkpoint["run_state"])
-        set_rng_states(checkpoint["rng"])
+        try:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(checkpoint["scheduler"])
+            swa_model.load_state_dict(checkpoint["swa_model"])
+            state = RunState(**checkpoint["run_state"])
+            set_rng_states(checkpoint["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise InputError(f"cannot resume from {run_dir / CHECKPOINT}: it does not fit this run "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     train_model = model
     if dist_info.enabled:
         if device.type == "cuda":  # BatchNorm over the whole global batch, as on one GPU
@@ -162,10 +175,70 @@ def load_checkpoint(run_dir: Path) -> tuple[dict, Config]:
         raise InputError(f"--resume: no {CHECKPOINT} in {run_dir} to continue from")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        return checkpoint, config_from_dict(checkpoint["config"])
-    except (RuntimeError, EOFError, OSError, KeyError, TypeError) as e:
-        raise InputError(f"cannot resume from {path}: it is damaged or not this project's checkpoint "
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise InputError(f"cannot resume from {path}: it is damaged or not a plain checkpoint "
                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise InputError(f"cannot resume from {path}: not this project's run checkpoint (no {', '.join(missing)})")
+    try:
+        return checkpoint, config_from_dict(checkpoint["config"])
+    except InputError as e:
+        raise InputError(f"cannot resume from {path}: its config is invalid: {e}") from None
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path, dist_info: DistInfo = DistInfo()):
+    """Own `run_dir` while the run lasts, so that a second run into it stops at once.
+
+    Rank 0 creates `run.lock` (host and process id) and removes it on exit; every rank stops if it
+    cannot. A lock left by a process that is gone (killed on this host) is reported and taken over.
+    """
+    problem = _take_lock(run_dir) if dist_info.is_main else None
+    problems = [p for p in gather_objects(problem, dist_info) if p is not None]
+    if problems:
+        raise InputError(problems[0])
+    try:
+        yield
+    finally:
+        if dist_info.is_main:
+            with contextlib.suppress(OSError):
+                (run_dir / LOCK).unlink()
+
+
+def _take_lock(run_dir: Path) -> str | None:
+    """Create the lock file; None on success, else why not."""
+    path, me = run_dir / LOCK, f"{socket.gethostname()} {os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = path.read_text().strip() if path.is_file() else ""
+                host, _, pid = owner.partition(" ")
+                if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+                    return (f"{run_dir} is in use by another run (process {owner or '?'}); wait for it to end or "
+                            f"choose another --output_dir (if no run is going on, remove {path})")
+                tqdm.write(f"note: {path} was left by process {pid}, which is gone; taking the run folder over")
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(me + "\n")
+            return None
+    except OSError as e:
+        return f"cannot write to the run folder {run_dir}: {e.strerror or e}"
+    return f"cannot take the lock {path}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 # --- one epoch -----------------------------------------------------------------------------------
