@@ -1,4 +1,5 @@
 """The data path of AASIST_SPEC.md section 7, and the error a user gets for each bad input."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,15 @@ def test_protocol_wrong_key_names_file_and_line(tmp_path: Path) -> None:
         read_protocol(path)
 
 
+def test_repeated_utterance_id_names_the_id_and_both_lines(tmp_path: Path) -> None:
+    # A repeated trial would be scored twice and move the EER.
+    lines = ["LA_0079 LA_T_1138215 - - bonafide", "LA_0079 LA_T_1271820 - A01 spoof", "",
+             "LA_0079 LA_T_1138215 - - bonafide"]
+    path = write_protocol(tmp_path / "p.txt", lines)
+    with pytest.raises(InputError, match=r"p\.txt, line 4: utterance id 'LA_T_1138215' is already on line 1$"):
+        read_protocol(path)
+
+
 def test_empty_or_missing_protocol_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no entries"):
         read_protocol(write_protocol(tmp_path / "empty.txt", ["", ""]))
@@ -166,6 +176,18 @@ def test_empty_audio_names_the_file(tmp_path: Path) -> None:
 def test_wrong_sample_rate_names_file_and_both_rates(tmp_path: Path) -> None:
     path = write_flac(tmp_path / "narrowband.flac", np.zeros(800), sr=8000)
     with pytest.raises(InputError, match="narrowband.flac is 8000 Hz; AASIST expects 16000 Hz"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_audio_names_the_file(tmp_path: Path, bad: float) -> None:
+    # FLAC holds integers; a float WAV (here under a .flac name) can hold NaN and inf.
+    x = np.zeros(1000)
+    x[[123, 456]] = bad
+    path = tmp_path / "LA_T_1000001.flac"
+    sf.write(path, x, 16000, format="WAV", subtype="FLOAT")
+    message = r"LA_T_1000001\.flac holds 2 NaN or infinite sample\(s\), the first at sample 123"
+    with pytest.raises(InputError, match=message):
         load_audio(path)
 
 

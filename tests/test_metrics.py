@@ -87,6 +87,23 @@ def test_write_refuses_white_space_in_ids(tmp_path):
     assert not (tmp_path / "scores.txt").exists()
 
 
+def test_write_refuses_non_finite_scores_naming_the_utterances(tmp_path):
+    scores = [0.5, math.nan, 1.0, math.inf, -math.inf, math.nan, 2.0]
+    cm = CMScores([f"u{i}" for i in range(7)], ["-"] * 7, ["bonafide"] * 7, scores)
+    with pytest.raises(InputError, match=r"4 of 7 scores are NaN or inf \(utterances u1, u3, u4, \.\.\.\); "
+                                         r"not writing .*scores\.txt$"):
+        write_cm_scores(tmp_path / "scores.txt", cm)
+    assert not (tmp_path / "scores.txt").exists()
+
+
+def test_read_refuses_a_repeated_utterance_id_naming_both_lines(tmp_path):
+    # Read twice, the trial would count twice in the EER.
+    path = tmp_path / "scores.txt"
+    path.write_text("u1 - bonafide 1.5\nu2 A11 spoof -3.4\n\nu1 - bonafide 1.5\n")
+    with pytest.raises(InputError, match=r"scores\.txt, line 4: utterance id 'u1' is already on line 1$"):
+        read_cm_scores(path)
+
+
 # Bad arrays: each message names the class and how many scores are at fault.
 
 def test_nan_and_inf_are_counted_by_class():

@@ -102,9 +102,20 @@ def _parse_scores(rows: list[tuple[int, list[str]]], path) -> np.ndarray:
     return scores
 
 
+def _check_unique_ids(rows: list[tuple[int, list[str]]], path) -> None:
+    """A repeated UTT_ID would count one trial twice and move the EER: name it and both its lines."""
+    line_of = {}
+    for lineno, fields in rows:
+        utt_id = fields[0]
+        if utt_id in line_of:
+            raise InputError(f"{path}, line {lineno}: utterance id {utt_id!r} is already on line {line_of[utt_id]}")
+        line_of[utt_id] = lineno
+
+
 def read_cm_scores(path: str | os.PathLike) -> CMScores:
-    """Read a CM score file (``UTT_ID SOURCE KEY SCORE`` lines)."""
+    """Read a CM score file (``UTT_ID SOURCE KEY SCORE`` lines); each UTT_ID may occur once."""
     rows = _read_rows(path, CM_LAYOUT, CM_KEYS)
+    _check_unique_ids(rows, path)
     utt_ids, sources, keys, _ = zip(*(fields for _, fields in rows))
     return CMScores(utt_ids, sources, keys, _parse_scores(rows, path))
 
@@ -123,11 +134,21 @@ def read_asv_scores(path: str | os.PathLike) -> ASVScores:
 
 
 def write_cm_scores(path: str | os.PathLike, cm: CMScores) -> None:
-    """Write ``cm`` as a CM score file, atomically; scores keep every digit (they read back equal)."""
+    """Write ``cm`` as a CM score file, atomically; scores keep every digit (they read back equal).
+
+    Raises:
+        InputError: an id or source is empty or holds white space, or a score is NaN or inf (naming
+            the first few utterances); no file is written then.
+    """
     for name, values in (("utterance id", cm.utt_ids), ("source", cm.sources)):
         bad = [v for v in values.tolist() if v.split() != [v]]
         if bad:
             raise InputError(f"CM scores: {name} {bad[0]!r} is empty or holds white space")
+    not_finite = cm.utt_ids[~np.isfinite(cm.scores)].tolist()
+    if not_finite:
+        shown = ", ".join(not_finite[:3]) + (", ..." if len(not_finite) > 3 else "")
+        raise InputError(f"CM scores: {len(not_finite)} of {cm.scores.size} scores are NaN or inf "
+                         f"(utterances {shown}); not writing {path}")
     with atomic_open(path) as f:
         for utt_id, source, key, score in zip(cm.utt_ids.tolist(), cm.sources.tolist(),
                                               cm.keys.tolist(), cm.scores.tolist()):
@@ -177,5 +198,5 @@ def format_metrics(metrics: dict) -> str:
 def write_metrics_json(path: str | os.PathLike, metrics: dict) -> None:
     """Write the dict of ``compute_metrics`` as JSON, atomically (floats keep every digit)."""
     with atomic_open(path) as f:
-        json.dump(metrics, f, indent=2)
+        json.dump(metrics, f, indent=2, allow_nan=False)
         f.write("\n")
