@@ -26,7 +26,7 @@ from scipy.signal import firwin, resample_poly
 
 from data_utils.dataset import SAMPLE_RATE, pad_repeat, read_mono
 from utils.errors import InputError
-from utils.io import atomic_open
+from utils.io import atomic_open, printable_path
 from utils.precision import is_compiled
 from utils.scoring import forward_logits
 
@@ -120,8 +120,6 @@ def read_any_audio(path: str | os.PathLike) -> np.ndarray:
             no samples, or NaN/infinite samples.
     """
     x, sample_rate = read_mono(path)
-    if not np.all(np.isfinite(x)):
-        raise InputError(f"audio file {path} holds NaN or infinite samples")
     return to_16k(x, sample_rate)
 
 
@@ -185,6 +183,11 @@ class _Pending:
     def result(self, segments: bool) -> ScoreResult | InputError:
         if self.error is not None:
             return self.error
+        if not np.all(np.isfinite(self.logits)):  # else NaN would pass for a decision: NaN > threshold is "spoof"
+            name = "the waveform" if self.key is None else self.key
+            name = printable_path(name) if isinstance(name, (str, os.PathLike)) else name
+            return InputError(f"AASIST gave NaN or infinite logits for {name} (its input was finite: the weights, "
+                              "or an overflow in bf16?)")
         scores = self.logits[:, 1]
         first = torch.softmax(torch.from_numpy(self.logits[0]), dim=0)
         stats = {}
@@ -223,7 +226,8 @@ def score_stream(model: torch.nn.Module, recordings: Iterable[tuple[object, np.n
         precision: "fp32" (the published numbers) or "bf16" (autocast).
 
     Yields:
-        (key, ScoreResult or InputError), each as soon as all its windows are scored.
+        (key, ScoreResult or InputError), each as soon as all its windows are scored; an InputError also
+        when the model's logits are NaN or infinite.
     """
     nb_samp = model.nb_samp if nb_samp is None else nb_samp
     hop = nb_samp // 2 if hop is None else hop
@@ -270,7 +274,8 @@ def score(model: torch.nn.Module, audio_or_path: str | os.PathLike | np.ndarray 
         precision: "fp32" (the published numbers) or "bf16" (autocast).
 
     Raises:
-        InputError: unreadable file or bad waveform; the message names the file and the reason.
+        InputError: unreadable file or bad waveform, the message naming the file and the reason; or NaN or
+            infinite logits.
     """
     if isinstance(audio_or_path, (str, os.PathLike)):
         if sample_rate is not None:
@@ -279,16 +284,25 @@ def score(model: torch.nn.Module, audio_or_path: str | os.PathLike | np.ndarray 
     else:
         x = _as_waveform(audio_or_path, sample_rate)
     [(_, result)] = score_stream(model, [(None, x)], segments, nb_samp, hop, batch_size, precision)
+    if isinstance(result, InputError):
+        raise result
     return result
 
 
 def read_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, np.ndarray | InputError]]:
-    """(path, 16 kHz waveform or the InputError that says why it is unreadable), lazily, for ``score_stream``."""
-    for path in paths:
+    """(path, 16 kHz waveform or the InputError that says why it is unreadable), lazily, for ``score_stream``.
+
+    A file whose name is not UTF-8 is unreadable too: soundfile opens files by their UTF-8 name.
+    """
+    for path in map(Path, paths):
+        if printable_path(path) != os.fspath(path):
+            yield path, InputError(f"cannot read audio file {printable_path(path)}: its name is not UTF-8, "
+                                   "which soundfile cannot open; rename the file")
+            continue
         try:
-            yield Path(path), read_any_audio(path)
+            yield path, read_any_audio(path)
         except InputError as e:
-            yield Path(path), e
+            yield path, e
 
 
 # --- many files: find, tabulate, write (scripts/infer.py) -------------------------------------------
@@ -319,7 +333,7 @@ def find_audio(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], int]:
         else:
             found.append(path)
     if not found:
-        raise InputError(f"no audio files found in {', '.join(map(str, paths))} "
+        raise InputError(f"no audio files found in {', '.join(map(printable_path, paths))} "
                          f"(extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
     return list(dict.fromkeys(found)), skipped
 
@@ -329,11 +343,11 @@ def result_row(path: str | os.PathLike, result: ScoreResult | InputError, thresh
     """One output record of ``score_stream``'s result: score > ``threshold`` is "bonafide", else "spoof".
 
     An unreadable file has None values and its reason in "error". With ``segments`` the record also has
-    the ``WINDOW_FIELDS``.
+    the ``WINDOW_FIELDS``. "path" is ``printable_path(path)``: it prints and encodes as UTF-8.
     """
     ok = isinstance(result, ScoreResult)
     record = {
-        "path": str(path),
+        "path": printable_path(path),
         "duration_s": result.duration if ok else None,
         "score": result.score if ok else None,
         "bonafide_prob": result.bonafide_prob if ok else None,
@@ -348,11 +362,18 @@ def result_row(path: str | os.PathLike, result: ScoreResult | InputError, thresh
 
 def write_results(path: str | os.PathLike, records: list[dict], meta: dict) -> None:
     """``result_row`` records as JSON (``meta`` and a "files" list) if ``path`` ends in .json, else as CSV
-    (one line per file, None as an empty field; ``meta`` is not written); whole or not at all."""
+    (one line per file, None as an empty field; ``meta`` is not written); whole or not at all.
+
+    Raises:
+        InputError: ``path`` cannot be written, or a value is NaN or infinite (which JSON cannot hold).
+    """
     path = Path(path)
     with atomic_open(path) as f:
         if path.suffix.lower() == ".json":
-            json.dump({**meta, "files": records}, f, indent=2)
+            try:
+                json.dump({**meta, "files": records}, f, indent=2, allow_nan=False)
+            except ValueError as e:
+                raise InputError(f"cannot write {printable_path(path)}: {e}") from None
             f.write("\n")
         else:
             writer = csv.DictWriter(f, fieldnames=list(records[0]), lineterminator="\n")

@@ -32,11 +32,27 @@ def load_state_dict(weights_path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise InputError(f"{path} holds no state dict (expected a mapping of parameter names to tensors)")
     # Weights saved from a DataParallel / DistributedDataParallel wrapper carry a "module." prefix.
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    state_dict = {k.removeprefix("module."): v for k, v in obj.items()}
+    check_finite(state_dict, str(path))
+    return state_dict
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], source: str = "weights") -> None:
+    """Refuse weights with NaN or infinite values (a diverged run's): every score they give is NaN, which
+    would otherwise pass for a decision ("NaN > threshold" is False: "spoof").
+
+    Raises:
+        InputError: naming ``source``, the number of such tensors and the first few.
+    """
+    bad = [k for k, v in state_dict.items()
+           if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InputError(f"refusing to load {source}: {len(bad)} tensor(s) hold NaN or infinite values "
+                         f"({', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}); a diverged training run?")
 
 
 def load_weights_into(model: AASIST, state_dict: Mapping[str, torch.Tensor], source: str = "weights") -> None:
-    """Strict load with an error that names the mismatching keys and shapes."""
+    """Strict load with an error that names the mismatching keys and shapes, or the NaN or infinite tensors."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -49,6 +65,7 @@ def load_weights_into(model: AASIST, state_dict: Mapping[str, torch.Tensor], sou
                 parts.append(f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}")
         raise InputError(f"{source} do not fit this model configuration (wrong config, e.g. AASIST weights "
                          f"into AASIST-L?); " + "; ".join(parts))
+    check_finite(state_dict, source)
     model.load_state_dict(state_dict, strict=True)
 
 

@@ -27,7 +27,7 @@ from data_utils import ProtocolEntry, TrainDataset  # noqa: E402
 from models import AASIST, load_state_dict  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.errors import InputError  # noqa: E402
+from utils.errors import InputError, user_message  # noqa: E402
 from utils.io import atomic_open  # noqa: E402
 from utils.benchmark import items_per_second, measure_model, write_noise_flacs  # noqa: E402
 from utils.precision import Speed, prepare_model  # noqa: E402
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
                            "eval_batch_size": eval_batch_size, "modes": rows,
                            "loader_items_per_s_per_worker": loader}, f, indent=2)
     except InputError as e:  # a bad config or mode, no flac files for the loader, an unwritable --json path
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -11,7 +11,9 @@ Metrics from an existing CM score file:
 ASV_SCORES.txt: the organisers' file, e.g. LA/ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt.
 
 Without ASV scores (``--asv_scores``, or the set's file under the database) the min t-DCF is not computed.
-Bad input exits with status 2 and one ``error: ...`` line on stderr.
+Bad input exits with status 2 and one ``error: ...`` line on stderr. Every output (the score file, --json,
+--plot) is checked to be writable before scoring; one that still fails at the end is reported on stderr after
+the metrics, the other outputs are written all the same, and the exit status is 2.
 """
 import argparse
 import sys
@@ -19,9 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install needed
 
-from utils.errors import InputError  # noqa: E402
+from utils.errors import InputError, user_message  # noqa: E402
+from utils.io import check_writable  # noqa: E402
 from utils.score_files import (ASVScores, CMScores, compute_metrics, format_metrics, read_asv_scores,  # noqa: E402
-                               read_cm_scores, write_metrics_json)
+                               read_cm_scores, write_cm_scores, write_metrics_json)
 from utils.plots import require_matplotlib, save_plots  # noqa: E402  (matplotlib itself is imported lazily)
 
 
@@ -53,19 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
-    """Score `--eval_set` with the model; write the score file. Returns the scores, its path and the ASV scores."""
+    """Score `--eval_set` with the model. Returns the scores, the score file to write them to (checked to be
+    writable before scoring) and the ASV scores."""
     # Imported here, not at the top: the metrics-only mode does not need torch.
     from data_utils import load_split
     from models import load_model
     from models.loading import resolve_device
     from utils.config import load_config
     from utils.precision import maybe_compile, prepare_model, resolve_speed
-    from utils.score_files import write_cm_scores
     from utils.scoring import score_dataset
 
     config = load_config(args.config)
     database = args.database_path or Path(config.database_path)
     model_path = args.model_path or Path(config.model_path)
+    output_dir = args.output_dir or Path("exp_result") / "evaluate"
+    score_file = output_dir / f"{model_path.stem}_{args.eval_set}_scores.txt"
+    check_writable(score_file)  # now, not after the set is scored
     device = resolve_device(args.device)
     asv_path = args.asv_scores or database / (config.dev_asv_score_path if args.eval_set == "dev" else config.asv_score_path)
     split = load_split(database, args.eval_set, config.model_config.nb_samp, asv_path, asv_required=bool(args.asv_scores))
@@ -77,9 +83,14 @@ def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     batch_size = args.batch_size or config.eval_batch_size or config.batch_size
     cm = score_dataset(model, split.dataset, batch_size, device, config.loader_workers(), desc=args.eval_set,
                        precision=speed.precision)
-    score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.eval_set}_scores.txt"
-    write_cm_scores(score_file, cm)
     return cm, score_file, split.asv
+
+
+def report_failures(messages: list[str]) -> int:
+    """One ``error: ...`` line on stderr per message; returns the exit status (2 if any, else 0)."""
+    for message in messages:
+        print(f"error: {message}", file=sys.stderr)
+    return 2 if messages else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,29 +100,44 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either --config (score a set with a model) or --scores (metrics from a score file)")
     if args.batch_size is not None and args.batch_size <= 0:
         parser.error("--batch_size must be positive")
+    failed = []  # the outputs that could not be written at the end, after the work
     try:
+        # Before scoring, not after: an hour of scoring is not lost to a missing package or folder.
         if args.plot is not None:
-            require_matplotlib()  # before scoring, not after
+            require_matplotlib()
+            check_writable(args.plot, folder=True)
+        if args.json is not None:
+            check_writable(args.json)
         score_file = None
         if args.config is not None:
             cm, score_file, asv = score_with_model(args)
-            print(f"scores: {score_file}")
+            try:
+                write_cm_scores(score_file, cm)
+                print(f"scores: {score_file}")
+            except InputError as e:
+                failed.append(f"{e}; the scores were not saved")
+                score_file = None
         else:
             asv = read_asv_scores(args.asv_scores) if args.asv_scores is not None else None
             cm = read_cm_scores(args.scores)
         metrics = compute_metrics(cm, asv)
-        if score_file is not None:
-            metrics["score_file"] = str(score_file)
-        print(format_metrics(metrics))
-        if args.plot is not None:
+    except InputError as e:
+        return report_failures([*failed, user_message(e)])
+    if score_file is not None:
+        metrics["score_file"] = str(score_file)
+    print(format_metrics(metrics))
+    if args.plot is not None:
+        try:
             for path in save_plots(cm, args.plot):
                 print(f"plot: {path}")
-        if args.json is not None:
+        except InputError as e:
+            failed.append(str(e))
+    if args.json is not None:
+        try:
             write_metrics_json(args.json, metrics)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        except InputError as e:
+            failed.append(f"{e}; the metrics are only in the report above")
+    return report_failures(failed)
 
 
 if __name__ == "__main__":

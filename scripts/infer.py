@@ -11,10 +11,14 @@ nb_samp samples, repeat-padded, so it equals evaluate.py's score; higher means m
 at the last sample) and reports the window count, the mean and the lowest window score and where that
 window starts.
 
-An unreadable file (missing, empty, corrupt, not audio) is reported with its reason and the others are
-still scored; the exit status is then 1. Bad options or config exit with status 2 and one `error: ...` line.
+An unreadable file (missing, empty, corrupt, not audio, a name that is not UTF-8) is reported with its
+reason and the others are still scored; the exit status is then 1. Bad options or config, NaN or infinite
+weights, and an --output that cannot be written (checked before scoring) exit with status 2 and one
+`error: ...` line. If --output still cannot be written at the end, the table is printed all the same, then
+the error, and the exit status is 2.
 """
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -26,11 +30,23 @@ from models import load_model  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from models.inference import find_audio, read_files, result_row, score_stream, write_results  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.errors import InputError  # noqa: E402
+from utils.errors import InputError, user_message  # noqa: E402
+from utils.io import check_writable, printable_path  # noqa: E402
 
 # The published AASIST's EER threshold on the ASVspoof 2019 LA eval set for the bona fide logit
 # (evaluate.py on its published scores reports 1.4934).
 DEFAULT_THRESHOLD = 1.49
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is not NaN or infinite (every comparison with NaN is False: all "spoof")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=Path("config/config.json"),
                         help="JSON config of the model (default config/config.json)")
     parser.add_argument("--model_path", type=Path, help="weights; default: the config's model_path")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", type=finite_float, default=DEFAULT_THRESHOLD,
                         help="score above it: bona fide, else spoof. Default 1.49, the published AASIST's EER "
                              "threshold on the ASVspoof 2019 LA eval set; for other weights use the "
                              "eer_threshold that evaluate.py --json reports")
@@ -77,8 +93,8 @@ def print_table(records: list[dict], threshold: float, segments: bool) -> None:
         print(f"unreadable: {r['error']}", file=sys.stderr)
 
 
-def run(args: argparse.Namespace) -> list[dict]:
-    """Load the model, score every file, write --output; returns the records in file order."""
+def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
+    """Load the model and score every file; returns the records in file order and the --output metadata."""
     files, skipped = find_audio(args.paths)
     if skipped:
         print(f"note: skipped {skipped} file(s) in the folders without an audio extension", file=sys.stderr)
@@ -90,11 +106,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         for path, result in score_stream(model, read_files(files), args.segments, batch_size=args.batch_size):
             records.append(result_row(path, result, args.threshold, args.segments))
             bar.update(1)
-    if args.output is not None:
-        meta = {"config": str(args.config), "model_path": str(model_path), "threshold": args.threshold,
-                "nb_samp": model.nb_samp, "hop": model.nb_samp // 2 if args.segments else None}
-        write_results(args.output, records, meta)
-    return records
+    meta = {"config": str(args.config), "model_path": str(model_path), "threshold": args.threshold,
+            "nb_samp": model.nb_samp, "hop": model.nb_samp // 2 if args.segments else None}
+    return records, meta
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,13 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is not None and args.output.suffix.lower() not in (".csv", ".json"):
         parser.error(f"--output must end in .csv or .json, got {args.output}")
     try:
-        records = run(args)
+        if args.output is not None:
+            check_writable(args.output)  # now, not after scoring
+        records, meta = run(args)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     print_table(records, args.threshold, args.segments)
     if args.output is not None:
-        print(f"results: {args.output}")
+        try:
+            write_results(args.output, records, meta)
+        except InputError as e:  # the table above still holds every result
+            print(f"error: {e}; the results are only in the table above", file=sys.stderr)
+            return 2
+        print(f"results: {printable_path(args.output)}")
     return 1 if any(r["error"] is not None for r in records) else 0
 
 

@@ -114,6 +114,15 @@ def test_cli_exits_2_without_traceback(repo_root, tmp_path, case):
     assert "Traceback" not in result.stderr
 
 
+def test_cli_checks_the_json_output_before_the_metrics(repo_root, tmp_path):
+    (tmp_path / "file.txt").write_text("x")  # a file where the folder should be
+    out = tmp_path / "file.txt" / "metrics.json"
+    result = run_cli(repo_root, "--scores", write(tmp_path, "cm.txt", CM_LINES), "--json", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == f"error: cannot write {out}: {tmp_path / 'file.txt'} is not a folder\n"
+    assert "EER" not in result.stdout
+
+
 def test_plot_writes_det_curve_and_histograms(repo_root, tmp_path):
     pytest.importorskip("matplotlib", reason="plots need the optional matplotlib")
     rng = np.random.default_rng(0)

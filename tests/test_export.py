@@ -1,12 +1,14 @@
 """models.export and scripts/export.py: torch.export and ONNX round trips equal the PyTorch model on the
 reference inputs, and a failed check writes nothing."""
 import json
+import math
 import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 from models import load_model
 from models.export import ExportCheckError, LogitsOnly, check_batch, export_checked
@@ -36,7 +38,6 @@ def published_logits(reference_dir) -> tuple[np.ndarray, np.ndarray]:
 
 def test_torch_export_round_trip(repo_root, reference_dir, tmp_path):
     """The file the script writes, loaded on its own, gives the published logits (beyond the script's own check)."""
-    import torch
     out = tmp_path / "aasist-l.pt2"
     result = export_cli(repo_root, lite_args(repo_root, reference_dir, "torch-export", out))
     assert result.returncode == 0, result.stderr
@@ -94,6 +95,31 @@ def test_failed_check_writes_nothing(short_net, tmp_path, monkeypatch):
     out = tmp_path / "model.pt2"
     with pytest.raises(ExportCheckError, match="the exported model differs from the PyTorch model by "):
         export_checked(short_net, check_batch(None, 4000), "torch-export", out, tolerance=1e-4)
+    assert not out.exists()
+
+
+class TinyNet(torch.nn.Module):
+    """(B, T) -> (B, 2): stands in for AASIST where only the check's arithmetic is under test."""
+
+    def __init__(self, nan: bool = False):
+        super().__init__()
+        self.nan = nan
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        logits = waveform[:, :2] * 10
+        return logits * math.nan if self.nan else logits
+
+
+@pytest.mark.parametrize("pytorch_nan", [False, True], ids=["exported_nan", "both_nan"])
+def test_nan_logits_fail_the_check(tmp_path, monkeypatch, pytorch_nan):
+    """NaN compares False with everything: a check written `diff > tolerance` would pass it."""
+    def nan_export(net, example):
+        return b"model", lambda x: np.full((x.shape[0], 2), np.nan, dtype=np.float32)
+
+    monkeypatch.setattr("models.export.export_torch", nan_export)
+    out = tmp_path / "model.pt2"
+    with pytest.raises(ExportCheckError, match=r"differs from the PyTorch model by nan \(tolerance 0.0001\)"):
+        export_checked(TinyNet(nan=pytorch_nan).eval(), check_batch(None, 100), "torch-export", out, tolerance=1e-4)
     assert not out.exists()
 
 

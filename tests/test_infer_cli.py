@@ -1,17 +1,21 @@
 """models.inference's file handling and scripts/infer.py on a folder of generated recordings: every rate,
-stereo, short, long and unreadable files."""
+stereo, short, long and unreadable files (a name that is not UTF-8 among them); NaN weights, a NaN
+threshold and an output that cannot be written stop it before any scoring."""
 import csv
 import json
+import math
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from scipy.signal import firwin, resample_poly
 
 from data_utils import load_audio
-from models import load_model
+from models import AASIST, load_model
 from models.inference import find_audio, read_files, result_row, score_stream, write_results
 from utils.errors import InputError
 
@@ -78,6 +82,14 @@ def recordings(tmp_path_factory, la_tiny):
     return root
 
 
+def not_utf8_file(folder) -> str:
+    """Make ``folder``/bad<0xff>.wav (a name that is not UTF-8, as a Latin-1 system writes "bad\xff.wav"); returns
+    its name as infer.py prints it."""
+    folder.mkdir(exist_ok=True)
+    os.close(os.open(os.fsencode(folder) + b"/bad\xff.wav", os.O_WRONLY | os.O_CREAT))
+    return "bad\\xff.wav"
+
+
 def by_name(records: list[dict]) -> dict[str, dict]:
     return {r["path"].rsplit("/", 1)[-1]: r for r in records}
 
@@ -134,6 +146,28 @@ def test_folder_with_segments(aasist_l, recordings, tmp_path):
         assert r["num_windows"] == 1 and r["window_mean"] == r["window_min"] == r["score"]
 
 
+def test_a_name_that_is_not_utf8_is_an_unreadable_file(tmp_path):
+    shown = not_utf8_file(tmp_path / "odd")
+    files, _ = find_audio([tmp_path / "odd"])
+    [(path, error)] = read_files(files)
+    assert isinstance(error, InputError)
+    assert str(error) == (f"cannot read audio file {tmp_path / 'odd' / shown}: its name is not UTF-8, which "
+                          "soundfile cannot open; rename the file")
+    row = result_row(path, error, THRESHOLD, segments=False)
+    assert row["path"] == str(tmp_path / "odd" / shown)  # prints, and encodes as UTF-8
+    for name in ("out.csv", "out.json"):
+        write_results(tmp_path / name, [row], {})
+    assert shown in (tmp_path / "out.csv").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "out.json").read_text())["files"][0]["path"] == row["path"]
+
+
+def test_json_results_never_hold_nan(tmp_path):
+    out = tmp_path / "out.json"
+    with pytest.raises(InputError, match=f"cannot write {out}: Out of range float values are not JSON compliant"):
+        write_results(out, [{"path": "a.wav", "score": math.nan}], {})
+    assert not out.exists()
+
+
 def test_la_tiny_equals_published_scores(repo_root, reference_dir, la_tiny, tmp_path):
     """infer.py's score is evaluate.py's: the published scores of LA_tiny (AASIST) within 1e-4."""
     model = load_model(repo_root / "config" / "config.json", reference_dir / "weights" / "AASIST.pth", "cpu")
@@ -155,20 +189,23 @@ def test_la_tiny_equals_published_scores(repo_root, reference_dir, la_tiny, tmp_
 def test_cli_reports_unreadable_files_and_exits_1(repo_root, recordings, lite_args, tmp_path):
     out = tmp_path / "out.json"
     bad = recordings / "bad"
-    result = infer_cli(repo_root, str(recordings / "rates" / "speech_8000.wav"), str(bad), *lite_args,
-                       "--segments", "--output", str(out))
+    shown = not_utf8_file(tmp_path / "odd")
+    result = infer_cli(repo_root, str(recordings / "rates" / "speech_8000.wav"), str(bad), str(tmp_path / "odd"),
+                       *lite_args, "--segments", "--output", str(out))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "skipped 1 file(s)" in result.stderr
     assert f"unreadable: audio file {bad / 'empty.wav'} is empty (0 bytes)" in result.stderr
     reported = [line for line in result.stderr.splitlines() if line.startswith("unreadable: ")]
-    assert len(reported) == 3
+    assert len(reported) == 4
     for name in ("empty.wav", "notes.wav", "corrupt.flac"):
         assert any(str(bad / name) in line for line in reported)
-    assert "windows" in result.stdout and "speech_8000.wav" in result.stdout and "4 files: " in result.stdout
+    assert f"unreadable: cannot read audio file {tmp_path / 'odd' / shown}: its name is not UTF-8" in result.stderr
+    assert f"{tmp_path / 'odd' / shown}  " in result.stdout  # its row of the table
+    assert "windows" in result.stdout and "speech_8000.wav" in result.stdout and "5 files: " in result.stdout
     written = json.loads(out.read_text())
     assert written["threshold"] == 1.49 and written["hop"] == NB_SAMP // 2
-    assert [r["error"] is None for r in written["files"]] == [True, False, False, False]
+    assert [r["error"] is None for r in written["files"]] == [True, False, False, False, False]
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -181,9 +218,32 @@ def test_bad_config_or_weights_exit_2(recordings, repo_root, extra, message):
     assert result.stderr.startswith(message)
 
 
-def test_usage_errors_exit_2(repo_root, tmp_path):
-    result = infer_cli(repo_root, str(tmp_path), "--output", "results.txt")
-    assert result.returncode == 2 and "--output must end in .csv or .json" in result.stderr
+def test_nan_weights_exit_2_before_scoring(repo_root, recordings, tmp_path):
+    """Else every score is NaN, and NaN > threshold is False: each file a confident "spoof", exit status 0."""
+    config = repo_root / "config" / "AASIST-L.json"
+    state_dict = AASIST(json.loads(config.read_text())["model_config"]).state_dict()
+    state_dict["out_layer.bias"][1] = math.nan
+    weights = tmp_path / "diverged.pth"
+    torch.save(state_dict, weights)
+    result = infer_cli(repo_root, str(recordings / "rates"), "--config", str(config), "--model_path", str(weights))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: refusing to load {weights}: 1 tensor(s) hold NaN or infinite values "
+                                    "(out_layer.bias)")
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--output", "results.txt"], "--output must end in .csv or .json"),
+    (["--threshold", "nan"], "argument --threshold: must be a finite number, got 'nan'"),
+    # Checked before the model is even loaded (its weights are absent here): no scoring is lost to it.
+    (["--output", "{tmp}/file.txt/results.csv", "--model_path", "absent.pth"],
+     "error: cannot write {tmp}/file.txt/results.csv: {tmp}/file.txt is not a folder"),
+])
+def test_usage_errors_exit_2(repo_root, tmp_path, args, message):
+    (tmp_path / "file.txt").write_text("x")
+    result = infer_cli(repo_root, str(tmp_path), *(a.format(tmp=tmp_path) for a in args))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message.format(tmp=tmp_path) in result.stderr
 
 
 def test_help_explains_the_threshold(repo_root):

@@ -1,4 +1,5 @@
-"""models.inference: reading any audio, the windows, and scores equal to the published evaluation's."""
+"""models.inference and models.loading: reading any audio, the windows, scores equal to the published
+evaluation's, and no NaN passing for a score (NaN weights refused, NaN logits reported)."""
 import json
 import math
 
@@ -9,8 +10,9 @@ import torch
 from scipy.signal import firwin, resample_poly
 
 from data_utils import load_audio, pad_repeat
-from models import load_model, score
+from models import AASIST, load_model, load_state_dict, score
 from models.inference import read_any_audio, score_stream, window_starts
+from models.loading import load_weights_into
 from utils.errors import InputError
 
 SR = 16000
@@ -150,3 +152,52 @@ def test_tensor_at_48k_is_resampled(aasist_l, la_tiny):
     assert result.duration == 0.5
     # Measured 0.0013 (scipy's default low-pass: 0.045; sample_rate ignored: 0.66).
     assert abs(result.score - score(aasist_l, x.astype(np.float32), nb_samp=4000).score) < 0.005
+
+
+@pytest.fixture(scope="module")
+def lite_config(repo_root) -> dict:
+    return json.loads((repo_root / "config" / "AASIST-L.json").read_text())["model_config"]
+
+
+def test_weights_with_nan_or_inf_are_refused(lite_config, tmp_path):
+    """A diverged run's weights would score every file NaN, and NaN > threshold is False: "spoof"."""
+    state_dict = {k: v.clone() for k, v in AASIST(lite_config).state_dict().items()}  # random: no reference needed
+    bad = [k for k, v in state_dict.items() if v.is_floating_point()][:10]  # more than the message lists
+    for i, name in enumerate(bad):
+        state_dict[name].view(-1)[-1] = math.nan if i % 2 else -math.inf
+    path = tmp_path / "diverged.pth"
+    torch.save(state_dict, path)
+    with pytest.raises(InputError) as info:
+        load_state_dict(path)
+    assert str(info.value).startswith(f"refusing to load {path}: 10 tensor(s) hold NaN or infinite values "
+                                      f"({', '.join(bad[:8])} ...)")
+
+    # A state dict made in a notebook gets the same check on its way into the model.
+    state_dict = {k: v.clone() for k, v in AASIST(lite_config).state_dict().items()}
+    state_dict["out_layer.weight"][0, 0] = math.inf
+    model = AASIST(lite_config)
+    with pytest.raises(InputError, match=r"^refusing to load my weights: 1 tensor\(s\) hold NaN or infinite "
+                                         r"values \(out_layer.weight\)"):
+        load_weights_into(model, state_dict, source="my weights")
+    assert torch.isfinite(model.out_layer.weight).all()  # left as it was
+
+
+class NaNLogits(torch.nn.Module):
+    """A model whose logits are NaN, as an overflow would make them from finite weights."""
+
+    nb_samp = 4000
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # score_stream finds the device from a parameter
+
+    def forward(self, x: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, torch.full((x.shape[0], 2), math.nan)
+
+
+def test_nan_logits_are_an_error_not_a_score():
+    x = np.zeros(4000, np.float32)
+    with pytest.raises(InputError, match="AASIST gave NaN or infinite logits for the waveform"):
+        score(NaNLogits(), x)
+    [(key, result)] = score_stream(NaNLogits(), [("speech.wav", x)])
+    assert key == "speech.wav" and isinstance(result, InputError) and "logits for speech.wav" in str(result)

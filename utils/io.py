@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the whole new one, never half of one), a check that an
+output can be written before the work that fills it, and file names that always print."""
 import contextlib
 import os
 import tempfile
@@ -37,6 +38,43 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         if isinstance(e, OSError):
             raise InputError(f"cannot write {path}: {e.strerror or e}") from None
         raise
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
+    """Fail now, not after an hour of scoring, if a file cannot be written at ``path`` (``folder``: into ``path``).
+
+    Creates the folder (and its parents) as ``atomic_open`` would, and creates and removes a temporary file
+    there. A full disk can still fail the real write later.
+
+    Raises:
+        InputError: naming ``path`` and the reason.
+    """
+    path = Path(path)
+    where = path if folder else path.parent
+    if not folder and path.is_dir():
+        raise InputError(f"cannot write {printable_path(path)}: it is a folder")
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=where, prefix=".write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        if isinstance(e, (FileExistsError, NotADirectoryError)):  # a file stands where a folder is needed
+            blocker = next((p for p in (where, *where.parents) if p.exists() and not p.is_dir()), where)
+            reason = f"{printable_path(blocker)} is not a folder"
+        raise InputError(f"cannot write {printable_path(path)}: {reason}") from None
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """``path`` as text that prints and encodes as UTF-8: bytes of a name that are not UTF-8 (which Python
+    carries as lone surrogates) are shown as ``\\xff`` escapes."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
