@@ -22,7 +22,7 @@ from models import AASIST  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from utils.config import Config, load_config  # noqa: E402
 from utils.distributed import DistInfo, cleanup, init_distributed  # noqa: E402
-from utils.errors import InputError  # noqa: E402
+from utils.errors import InputError, user_message  # noqa: E402
 from utils.precision import prepare_model, resolve_speed  # noqa: E402
 from utils.training import (CHECKPOINT, build_run, fit, load_checkpoint, run_folder_lock, say,  # noqa: E402
                             seed_everything)
@@ -103,13 +103,13 @@ def main(argv=None) -> int:
     try:
         device_type = resolve_device(args.device).type
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     dist_info = init_distributed(device_type)
     try:
         train(args, device_type, dist_info)
     except (InputError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     finally:
         cleanup(dist_info)

@@ -1,14 +1,18 @@
 """train.py end to end on the demo corpus with a tiny network: files, resume after SIGKILL, torchrun, failures."""
+import dataclasses
 import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from data_utils import TrainSampler, load_split
@@ -53,7 +57,8 @@ def state_dicts_equal(a: Path, b: Path) -> bool:
 @pytest.fixture(scope="module")
 def finished_run(repo_root, corpus, tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("run")
-    config = tiny_config(repo_root, corpus, tmp / "tiny.json", num_epochs=3)
+    # Two loader workers (persistent), as a real run has: resuming must not depend on them.
+    config = tiny_config(repo_root, corpus, tmp / "tiny.json", num_epochs=3, num_workers=2)
     result = run_train(repo_root, "--config", str(config), "--output_dir", str(tmp / "run"), "--seed", "7")
     assert result.returncode == 0, result.stderr
     return config, tmp / "run"
@@ -106,6 +111,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(finished_run, repo_root, 
     assert 1 <= killed_after < 3
     result = run_train(repo_root, "--resume", "--output_dir", str(run))
     assert result.returncode == 0, result.stderr
+    assert "which is gone; taking the run folder over" in result.stdout  # the killed run's lock
     for name in ("weights/best.pth", "weights/swa.pth"):
         assert state_dicts_equal(reference / name, run / name), name
     resumed = torch.load(run / "checkpoint.pth", weights_only=True)
@@ -235,3 +241,62 @@ def test_demo_command_trains_scores_and_says_where_the_results_are(repo_root, co
     assert (out / "weights" / "best.pth").is_file() and f"results in {out}" in result.stdout
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "plots" / "det_curve.png").is_file() and f"plots: {out / 'plots'}" in result.stdout
+
+
+def test_an_epoch_is_the_same_with_and_without_loader_workers(repo_root, corpus, tmp_path):
+    config = load_config(tiny_config(repo_root, corpus, tmp_path / "tiny.json", num_epochs=1))
+    splits = {name: load_split(corpus, name, config.model_config.nb_samp) for name in ("train", "dev")}
+    weights = []
+    for workers in (0, 2):
+        cpu, speed = torch.device("cpu"), Speed()
+        training.seed_everything(5)
+        model = prepare_model(AASIST(config.model_config), cpu, speed)
+        run = training.build_run(dataclasses.replace(config, num_workers=workers), 5, tmp_path / "run", cpu, speed,
+                                 DistInfo(), splits, model, TrainSampler(len(splits["train"].dataset), 5))
+        training.train_one_epoch(run, 0)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_run_folder_in_use_is_refused(repo_root, corpus, tmp_path):
+    config = tiny_config(repo_root, corpus, tmp_path / "tiny.json")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.lock").write_text(f"{socket.gethostname()} {os.getpid()}\n")  # this live process owns it
+    result = run_train(repo_root, "--config", str(config), "--output_dir", str(run))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{run} is in use by another run (process {socket.gethostname()} {os.getpid()})" in result.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["run.lock"]  # nothing written, the owner's lock kept
+
+
+def test_a_damaged_checkpoint_or_unwritable_folder_is_a_message(finished_run, repo_root, tmp_path):
+    _, reference = finished_run
+    run = tmp_path / "run"
+    run.mkdir()
+    data = (reference / "checkpoint.pth").read_bytes()
+    (run / "checkpoint.pth").write_bytes(data[: len(data) // 2])
+    result = run_train(repo_root, "--resume", "--output_dir", str(run))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot resume from {run / 'checkpoint.pth'}: it is damaged" in result.stderr
+    torch.save({"model": {}}, run / "checkpoint.pth")
+    result = run_train(repo_root, "--resume", "--output_dir", str(run))
+    assert result.returncode == 2 and "not this project's run checkpoint (no optimizer" in result.stderr
+    (tmp_path / "a_file").write_text("")
+    config = tiny_config(repo_root, tmp_path, tmp_path / "tiny.json")
+    result = run_train(repo_root, "--config", str(config), "--output_dir", str(tmp_path / "a_file" / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot write to the run folder {tmp_path / 'a_file' / 'run'}" in result.stderr
+
+
+def test_a_bad_file_met_in_a_loader_worker_is_one_line(repo_root, corpus, tmp_path):
+    broken = tmp_path / "LA"
+    subprocess.run(["cp", "-r", str(corpus), str(broken)], check=True)
+    victim = sorted((broken / "ASVspoof2019_LA_train" / "flac").glob("*.flac"))[3]
+    x = np.zeros(16000, dtype=np.float32)
+    x[100] = np.nan  # a float WAV under the .flac name: its header passes the pre-flight check
+    sf.write(victim, x, 16000, format="WAV", subtype="FLOAT")
+    config = tiny_config(repo_root, broken, tmp_path / "tiny.json", num_workers=2)
+    result = run_train(repo_root, "--config", str(config), "--output_dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: audio file {victim} holds 1 NaN or infinite sample")
+    assert "Traceback" not in result.stderr and "worker" not in result.stderr
