@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         score_file = None
         if args.config is not None:
             cm, score_file, asv = score_with_model(args)
+            if score_file.exists():  # another model's scores may be there: say so, never silently
+                print(f"note: replacing {score_file}, which an earlier evaluation wrote")
             try:
                 write_cm_scores(score_file, cm)
                 print(f"scores: {score_file}")

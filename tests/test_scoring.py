@@ -72,6 +72,9 @@ def test_evaluate_cli_scores_la_tiny(tiny, reference_dir, repo_root, tmp_path, c
         pytest.skip("torch.compile on a CPU needs a C++ compiler (g++)")
     root, expected = tiny
     out = tmp_path / "metrics.json"
+    earlier = tmp_path / "scores" / "AASIST_eval_scores.txt"  # as if another model named AASIST.pth was scored
+    earlier.parent.mkdir()
+    earlier.write_text("LA_E_1 - bonafide 1.0\n")
     result = subprocess.run(
         [sys.executable, "scripts/evaluate.py", "--config", "config/config.json", "--eval_set", "eval",
          "--database_path", str(root), "--model_path", str(reference_dir / "weights" / "AASIST.pth"),
@@ -79,6 +82,7 @@ def test_evaluate_cli_scores_la_tiny(tiny, reference_dir, repo_root, tmp_path, c
         + ["--compile"] * compiled,
         cwd=repo_root, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
+    assert f"note: replacing {earlier}" in result.stdout
     metrics = json.loads(out.read_text())
     cm = read_cm_scores(metrics["score_file"])
     np.testing.assert_allclose(cm.scores, [expected[u] for u in cm.utt_ids], atol=1e-4, rtol=0)
