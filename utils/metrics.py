@@ -95,15 +95,8 @@ def compute_min_tdcf(bonafide_cm, spoof_cm, asv_target, asv_nontarget, asv_spoof
     """
     bonafide_cm = check_scores(bonafide_cm, "CM bona fide")
     spoof_cm = check_scores(spoof_cm, "CM spoof")
-    asv_target = check_scores(asv_target, "ASV target")
-    asv_nontarget = check_scores(asv_nontarget, "ASV non-target")
-    asv_spoof = check_scores(asv_spoof, "ASV spoof")
-
-    _, asv_threshold = compute_eer(asv_target, asv_nontarget)
     # Scores equal to the threshold count as accepted here, though the sweep rejected them: the published rule.
-    pfa_asv = np.sum(asv_nontarget >= asv_threshold) / asv_nontarget.size
-    pmiss_asv = np.sum(asv_target < asv_threshold) / asv_target.size
-    pmiss_spoof_asv = np.sum(asv_spoof < asv_threshold) / asv_spoof.size
+    pfa_asv, pmiss_asv, pmiss_spoof_asv, _ = asv_error_rates(asv_target, asv_nontarget, asv_spoof)
 
     # c1: cost per unit of CM miss rate (bona fide rejected); c2: per unit of CM false-alarm rate.
     c1 = P_TAR * (C_MISS - C_MISS * pmiss_asv) - P_NON * C_FA * pfa_asv
@@ -137,3 +130,273 @@ def per_attack_eer(bonafide, spoof, spoof_attacks) -> dict[str, float]:
         str(attack): 100 * compute_eer(bonafide, spoof[spoof_attacks == attack])[0]
         for attack in sorted(set(spoof_attacks.tolist()))
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ASVspoof 2021 and ASVspoof 5: the official evaluation packages' metrics
+# (asvspoof-challenge/2021 eval-package; asvspoof-challenge/asvspoof5 evaluation-package).
+# A function raises InputError where the official code stops the whole run (sys.exit or a crash): an empty
+# class, CM scores with fewer than 3 distinct values, negative t-DCF weights, no t-EER crossing.
+# Tables (data_utils/corpora.py) turn that into "not computed" for the one cell.
+# ---------------------------------------------------------------------------------------------------------
+
+# Revised t-DCF cost model (2021 eval-package config.py; ASVspoof 5 track 2): the priors above, a miss
+# costs C_MISS, accepting a non-target C_FA, accepting a spoof C_FA_SPOOF.
+C_FA_SPOOF = 10.0
+
+# ASVspoof 5 track 1 DCF: prior of a spoof, cost of rejecting bona fide, cost of accepting a spoof.
+DCF_P_SPOOF = 0.05
+DCF_C_MISS = 1.0
+DCF_C_FA = 10.0
+
+# ASVspoof 5 track 2 a-DCF (the package's call, not a_dcf.CostModel's defaults 0.9/0.05/0.05 and Cfa_cm 20).
+ADCF_P_TAR = P_TAR
+ADCF_P_NON = P_NON
+ADCF_P_SPOOF = P_SPOOF
+ADCF_C_MISS = 1.0
+ADCF_C_FA_ASV = 10.0
+ADCF_C_FA_CM = 10.0
+
+# ASVspoof 5 track 2: the organisers' ASV error rates that fix the ASV operating point of the min t-DCF.
+ASV5_PFA_NON = 0.01881016557566423
+ASV5_PMISS = 0.01880141010575793
+ASV5_PFA_SPOOF = 0.4607082907604729
+
+
+def check_soft_scores(*score_sets, name: str = "CM") -> None:
+    """Raise ``InputError`` if the pooled scores take fewer than 3 distinct values.
+
+    The official packages refuse such scores as hard decisions ("provide soft CM scores").
+
+    Args:
+        score_sets: one or more (N_i,) score arrays, pooled.
+        name: the system, for the message.
+    """
+    n_distinct = np.unique(np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in score_sets])).size
+    if n_distinct < 3:
+        raise InputError(f"{name} scores take only {n_distinct} distinct value(s); soft scores are needed")
+
+
+def asv_error_rates(asv_target, asv_nontarget, asv_spoof) -> tuple[float, float, float, float]:
+    """ASV error rates at the ASV's own EER threshold (``obtain_asv_error_rates`` of both packages).
+
+    A score equal to the threshold counts as accepted.
+
+    Args:
+        asv_target, asv_nontarget, asv_spoof: (Nt,), (Nn,), (Na,) ASV scores; higher = more target.
+
+    Returns:
+        (Pfa_asv, Pmiss_asv, Pmiss_spoof_asv, Pfa_spoof_asv), fractions in [0, 1].
+    """
+    asv_target = check_scores(asv_target, "ASV target")
+    asv_nontarget = check_scores(asv_nontarget, "ASV non-target")
+    asv_spoof = check_scores(asv_spoof, "ASV spoof")
+    _, threshold = compute_eer(asv_target, asv_nontarget)
+    pfa_asv = np.sum(asv_nontarget >= threshold) / asv_nontarget.size
+    pmiss_asv = np.sum(asv_target < threshold) / asv_target.size
+    pmiss_spoof_asv = np.sum(asv_spoof < threshold) / asv_spoof.size
+    pfa_spoof_asv = np.sum(asv_spoof >= threshold) / asv_spoof.size
+    return float(pfa_asv), float(pmiss_asv), float(pmiss_spoof_asv), float(pfa_spoof_asv)
+
+
+def compute_tdcf_c012(pfa_asv: float, pmiss_asv: float, pfa_spoof_asv: float) -> tuple[float, float, float]:
+    """Weights C0, C1, C2 of the revised t-DCF (Kinnunen et al., TASLP 2020; 2021 ``get_tDCF_C012``).
+
+    ``t-DCF(s) = C0 + C1 * Pmiss_cm(s) + C2 * Pfa_cm(s)``: C0 is the cost of the ASV's own errors,
+    C1 the cost per unit of bona fide rejected by the CM, C2 per unit of spoof accepted by the CM.
+
+    Args:
+        pfa_asv, pmiss_asv, pfa_spoof_asv: ASV error rates (fractions), e.g. from ``asv_error_rates``.
+
+    Returns:
+        (C0, C1, C2), unitless.
+    """
+    c0 = P_TAR * C_MISS * pmiss_asv + P_NON * C_FA * pfa_asv
+    c1 = P_TAR * C_MISS - (P_TAR * C_MISS * pmiss_asv + P_NON * C_FA * pfa_asv)
+    c2 = P_SPOOF * C_FA_SPOOF * pfa_spoof_asv
+    return float(c0), float(c1), float(c2)
+
+
+def compute_min_tdcf_revised(bonafide_cm, spoof_cm, c0: float, c1: float, c2: float) -> float:
+    """Minimum normalised revised t-DCF (ASVspoof 2021 LA; ASVspoof 5 track 2) of a CM.
+
+    ``min_s (C0 + C1 Pmiss_cm(s) + C2 Pfa_cm(s)) / (C0 + min(C1, C2))`` over the CM DET curve. Not the
+    2019 ``compute_min_tdcf`` (no C0, another normalisation): the two must not be compared.
+
+    Args:
+        bonafide_cm, spoof_cm: (Nb,), (Ns,) CM scores.
+        c0, c1, c2: weights from ``compute_tdcf_c012``.
+
+    Returns:
+        min t-DCF, unitless, between C0 / (C0 + min(C1, C2)) (a perfect CM) and 1; NaN where the
+        normalisation is 0 / 0, as the official code gives.
+
+    Raises:
+        InputError: an empty class, fewer than 3 distinct CM scores, or a negative weight.
+    """
+    bonafide_cm = check_scores(bonafide_cm, "CM bona fide")
+    spoof_cm = check_scores(spoof_cm, "CM spoof")
+    check_soft_scores(bonafide_cm, spoof_cm)
+    if c0 < 0 or c1 < 0 or c2 < 0:
+        raise InputError(f"t-DCF weights must not be negative (C0 = {c0:.4g}, C1 = {c1:.4g}, C2 = {c2:.4g})")
+    pmiss_cm, pfa_cm, _ = compute_det_curve(bonafide_cm, spoof_cm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tdcf_norm = (c0 + c1 * pmiss_cm + c2 * pfa_cm) / (c0 + np.minimum(c1, c2))
+    return float(tdcf_norm[np.argmin(tdcf_norm)])  # argmin returns the first NaN if there is one
+
+
+def compute_min_dcf(bonafide, spoof) -> float:
+    """Normalised minimum DCF of a CM (ASVspoof 5 track 1 primary metric, ``compute_mindcf``).
+
+    ``min_k [C_miss (1 - P_spoof) frr(k) + C_fa P_spoof far(k)] / min(C_miss (1 - P_spoof), C_fa P_spoof)``
+    over the N + 1 points of the DET curve, with P_spoof 0.05, C_miss 1, C_fa 10.
+
+    Args:
+        bonafide, spoof: (Nb,), (Ns,) CM scores.
+
+    Returns:
+        minDCF, unitless (0 perfect, 1 = the better of accepting or rejecting everything).
+    """
+    frr, far, _ = compute_det_curve(bonafide, spoof)
+    p_target = 1 - DCF_P_SPOOF
+    c_det = DCF_C_MISS * frr * p_target + DCF_C_FA * far * (1 - p_target)
+    c_def = min(DCF_C_MISS * p_target, DCF_C_FA * (1 - p_target))
+    return float(np.min(c_det) / c_def)
+
+
+def compute_act_dcf(bonafide, spoof) -> float:
+    """Normalised actual DCF of calibrated scores (ASVspoof 5 track 1, ``compute_actDCF``).
+
+    The Bayes threshold of log-likelihood ratios, ``-ln(beta)`` with
+    ``beta = C_miss (1 - P_spoof) / (C_fa P_spoof) = 1.9`` (threshold -0.6419); a bona fide score below
+    it is a miss, a spoof score at or above it a false alarm.
+
+    Args:
+        bonafide, spoof: (Nb,), (Ns,) CM scores as natural-log LLRs (bona fide vs spoof).
+
+    Returns:
+        actDCF, unitless; > 1 means worse than a fixed decision, typically from uncalibrated scores.
+    """
+    bonafide = check_scores(bonafide, "bona fide")
+    spoof = check_scores(spoof, "spoof")
+    beta = DCF_C_MISS * (1 - DCF_P_SPOOF) / (DCF_C_FA * DCF_P_SPOOF)
+    threshold = -np.log(beta)
+    rate_miss = np.sum(bonafide < threshold) / bonafide.size
+    rate_fa = np.sum(spoof >= threshold) / spoof.size
+    act_dcf = DCF_C_MISS * (1 - DCF_P_SPOOF) * rate_miss + DCF_C_FA * DCF_P_SPOOF * rate_fa
+    return float(act_dcf / np.min([DCF_C_FA * DCF_P_SPOOF, DCF_C_MISS * (1 - DCF_P_SPOOF)]))
+
+
+def compute_cllr(bonafide, spoof) -> float:
+    """Log-likelihood-ratio cost in bits (ASVspoof 5 track 1, ``calculate_CLLR``).
+
+    ``Cllr = [mean log(1 + e^-s_bona) + mean log(1 + e^s_spoof)] / (2 ln 2)``, computed as
+    ``log1p(exp(.))`` like the package, so a score beyond about +-709 gives inf.
+
+    Args:
+        bonafide, spoof: (Nb,), (Ns,) CM scores as natural-log LLRs.
+
+    Returns:
+        Cllr in bits; 0 perfect, 1 = uninformative but calibrated.
+    """
+    bonafide = check_scores(bonafide, "bona fide")
+    spoof = check_scores(spoof, "spoof")
+    with np.errstate(over="ignore"):
+        cost = np.mean(np.log1p(np.exp(-bonafide))) + np.mean(np.log1p(np.exp(spoof)))
+    return float(0.5 * cost / np.log(2))
+
+
+def compute_a_dcf(sasv_target, sasv_nontarget, sasv_spoof) -> float:
+    """Minimum normalised architecture-agnostic DCF of a SASV system (ASVspoof 5 track 2 primary metric).
+
+    Over the thresholds of the pooled, stably sorted scores (the first point accepts everything):
+    ``a(k) = C_miss P_tar Pmiss_tar(k) + C_fa_asv P_non Pfa_non(k) + C_fa_cm P_spoof Pfa_spoof(k)``,
+    normalised by ``min(C_fa_asv P_non + C_fa_cm P_spoof, C_miss P_tar)`` (Shim et al., Odyssey 2024).
+
+    Args:
+        sasv_target, sasv_nontarget, sasv_spoof: (Nt,), (Nn,), (Na,) SASV scores; higher = accept.
+
+    Returns:
+        a-DCF, unitless (1 = the better of accepting or rejecting everything).
+    """
+    target = check_scores(sasv_target, "SASV target")
+    nontarget = check_scores(sasv_nontarget, "SASV non-target")
+    spoof = check_scores(sasv_spoof, "SASV spoof")
+    scores = np.concatenate([target, nontarget, spoof])
+    kind = np.concatenate([np.full(target.size, 1), np.full(nontarget.size, 0), np.full(spoof.size, 2)])
+    kind = kind[np.argsort(scores, kind="mergesort")]
+    # Point k rejects the k lowest scores; point 0 rejects nothing.
+    pmiss_tar = np.concatenate([[0.0], np.cumsum(kind == 1) / target.size])
+    pfa_non = np.concatenate([[1.0], (nontarget.size - np.cumsum(kind == 0)) / nontarget.size])
+    pfa_spoof = np.concatenate([[1.0], (spoof.size - np.cumsum(kind == 2)) / spoof.size])
+    a_dcf = (np.array([ADCF_C_MISS * ADCF_P_TAR]) * pmiss_tar + np.array([ADCF_C_FA_ASV * ADCF_P_NON]) * pfa_non
+             + np.array([ADCF_C_FA_CM * ADCF_P_SPOOF]) * pfa_spoof)
+    a_dcf_norm = a_dcf / min(ADCF_C_FA_ASV * ADCF_P_NON + ADCF_C_FA_CM * ADCF_P_SPOOF, ADCF_C_MISS * ADCF_P_TAR)
+    return float(a_dcf_norm[np.argmin(a_dcf_norm)])
+
+
+def compute_asv_curves(asv_target, asv_nontarget, asv_spoof) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ASV error rates at every threshold of the pooled, stably sorted three-class scores.
+
+    (``compute_Pmiss_Pfa_Pspoof_curves`` of the ASVspoof 5 package.) Point k rejects the k lowest scores.
+
+    Args:
+        asv_target, asv_nontarget, asv_spoof: (Nt,), (Nn,), (Na,) ASV scores.
+
+    Returns:
+        pmiss, pfa_non, pfa_spoof: (Nt + Nn + Na + 1,) each.
+    """
+    target = check_scores(asv_target, "ASV target")
+    nontarget = check_scores(asv_nontarget, "ASV non-target")
+    spoof = check_scores(asv_spoof, "ASV spoof")
+    scores = np.concatenate([target, nontarget, spoof])
+    kind = np.concatenate([np.full(target.size, 1), np.full(nontarget.size, 0), np.full(spoof.size, -1)])
+    kind = kind[np.argsort(scores, kind="mergesort")]
+    pmiss = np.concatenate([[0.0], np.cumsum(kind == 1) / target.size])
+    pfa_non = np.concatenate([[1.0], 1 - np.cumsum(kind == 0) / nontarget.size])
+    pfa_spoof = np.concatenate([[1.0], 1 - np.cumsum(kind == -1) / spoof.size])
+    return pmiss, pfa_non, pfa_spoof
+
+
+def compute_t_eer(cm_target, cm_nontarget, cm_spoof, asv_target, asv_nontarget, asv_spoof) -> float:
+    """Concurrent tandem EER of a CM and an ASV system, in percent (ASVspoof 5 track 2, ``compute_teer``).
+
+    For every ASV threshold j (allowed only where Pmiss_asv < (Pfa_non + Pfa_spoof) / 2), the CM threshold
+    i*(j) that equalises the tandem miss and false-alarm rates (spoof prevalence 1/2); the t-EER is
+    ``Pfa_spoof_asv[j] * Pfa_cm[i*]`` at the j where ``|Pfa_non/Pfa_spoof - Pfa_cm/(1 - Pmiss_cm)|`` is
+    smallest (the first such j). Exact search over all (i, j): the package switches to an approximate
+    coarse-to-fine search (``compute_teer_accelerated``) when both curves have 3000 points or more, which
+    this does not reproduce; cost is O(N_cm * N_asv).
+
+    Args:
+        cm_target, cm_nontarget, cm_spoof: CM scores of the target, non-target and spoof trials.
+        asv_target, asv_nontarget, asv_spoof: ASV scores of the same trials.
+
+    Returns:
+        t-EER in percent.
+
+    Raises:
+        InputError: an empty class, or no allowed ASV threshold with a finite crossing criterion.
+    """
+    pmiss_asv, pfa_non_asv, pfa_spoof_asv = compute_asv_curves(asv_target, asv_nontarget, asv_spoof)
+    cm_bonafide = np.concatenate([check_scores(cm_target, "CM target"), check_scores(cm_nontarget, "CM non-target")])
+    pmiss_cm, pfa_cm, _ = compute_det_curve(cm_bonafide, cm_spoof)
+
+    rho = 0.5  # spoof prevalence; any value gives the same concurrent t-EER
+    best_crit, t_eer = np.inf, None
+    chunk = max(1, 2_000_000 // pmiss_cm.size)  # ASV thresholds per block of the (ASV x CM) grid
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, pmiss_asv.size, chunk):
+            j = slice(start, start + chunk)
+            pmiss_tdm = pmiss_cm + (1 - pmiss_cm) * pmiss_asv[j, None]  # (J, N_cm)
+            pfa_tdm = (1 - rho) * (1 - pmiss_cm) * pfa_non_asv[j, None] + rho * pfa_cm * pfa_spoof_asv[j, None]
+            i_cm = np.argmin(np.abs(pmiss_tdm - pfa_tdm), axis=1)  # (J,) first CM index of each ASV threshold
+            for jj, i in zip(range(start, start + i_cm.size), i_cm.tolist()):
+                if not pmiss_asv[jj] < (1 - rho) * pfa_non_asv[jj] + rho * pfa_spoof_asv[jj]:
+                    continue
+                crit = abs(pfa_non_asv[jj] / pfa_spoof_asv[jj] - pfa_cm[i] / (1 - pmiss_cm[i]))
+                if crit < best_crit:
+                    best_crit, t_eer = crit, pfa_spoof_asv[jj] * pfa_cm[i]
+    if t_eer is None:
+        raise InputError("t-EER: no ASV threshold where the tandem curves cross")
+    return float(t_eer * 100)
