@@ -322,12 +322,14 @@ class Corpus:
         audio_dirs: folders under the unpacked release root holding the audio; the first is the standard
             one, the others are accepted where the standard one is absent.
         audio_suffix: appended to an audio id to make the file name.
+        scores_audio: whether a countermeasure alone writes its score file (not so for SASV).
     """
 
     name = ""
     subsets: tuple[str, ...] = ()
     audio_dirs: tuple[str, ...] = ()
     audio_suffix = ".flac"
+    scores_audio = True
 
     def read_keys(self, keys_path, subset: str | None = None) -> Trials:
         """Every trial of the key file (all subsets: a score file must cover them); the metrics use ``subset``."""
@@ -742,6 +744,7 @@ class ASVspoof5SASV(Corpus):
 
     name = "asvspoof5_sasv"
     audio_dirs = ("flac_E_eval", "flac_E")
+    scores_audio = False
     SCORE_COLUMNS = ("cm-score", "asv-score", "sasv-score")
 
     def read_keys(self, keys_path, subset: str | None = None) -> Trials:
@@ -888,3 +891,25 @@ def evaluate_score_file(corpus: str, scores_path: str | os.PathLike, keys_path: 
     scores = handler.read_scores(scores_path, trials)
     extra = handler.read_extra(keys_path, trials, asv_scores)
     return handler.metrics(scores, trials, extra)
+
+
+_FIGURES = (("eer_percent", "EER (%)", ".6f"), ("min_tdcf", "min t-DCF", ".6f"), ("min_dcf", "minDCF", ".5f"),
+            ("act_dcf", "actDCF", ".5f"), ("cllr_bits", "Cllr (bits)", ".5f"), ("a_dcf", "a-DCF", ".5f"),
+            ("t_eer_percent", "t-EER (%)", ".5f"))
+
+
+def format_corpus_metrics(metrics: dict) -> str:
+    """The pooled figures of ``evaluate_score_file``, then each table (rows x columns, "-" = not computed)."""
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+    lines = [f"corpus: {metrics.get('corpus')}" + (f", subset {metrics['subset']}" if metrics.get("subset") else "")]
+    lines += [f"{label + ':':<13}{fmt(metrics[key], spec)}" for key, label, spec in _FIGURES if key in metrics]
+    for key, table in metrics.get("tables", {}).items():
+        label, spec = next(((lab, sp) for k, lab, sp in _FIGURES if k == key), (key, ".4f"))
+        columns = ["" if c is None else str(c) for c in table["columns"]]
+        width = max([8, *(len(c) for c in columns)]) + 1
+        lines += ["", f"{label} per condition (rows: attack or vocoder; columns: codec or compression)",
+                  " " * 16 + "".join(f"{c:>{width}}" for c in columns)]
+        for row, values in zip(table["rows"], table["values"]):
+            lines.append(f"{str(row):<16}" + "".join(f"{fmt(v, '.3f'):>{width}}" for v in values))
+    return "\n".join(lines)

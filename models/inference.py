@@ -11,9 +11,7 @@ the whole recording in ``nb_samp`` windows (hop ``nb_samp // 2`` by default) and
 lowest window score.
 """
 import csv
-import functools
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +20,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import firwin, resample_poly
 
-from data_utils.dataset import SAMPLE_RATE, pad_repeat, read_mono
+from data_utils.dataset import SAMPLE_RATE, pad_repeat, read_mono, to_16k
 from utils.errors import InputError
 from utils.io import atomic_open, printable_path
 from utils.precision import is_compiled
@@ -70,47 +67,12 @@ class ScoreResult:
 
 # --- audio in -----------------------------------------------------------------------------------
 
-# resample_poly's default low-pass (Kaiser beta 5, 10 zero crossings a side) already attenuates from
-# about 6 kHz, and AASIST's sinc filters reach 8 kHz, where much of the evidence of spoofing lies. This
-# steeper one keeps the band: a 16 kHz file upsampled to 48 kHz and read back scores within about 0.013
-# of the original (AASIST-L, LA_tiny), against up to 0.11 with the default filters.
-_ZERO_CROSSINGS = 64
-_KAISER_BETA = 8.0
-
-
-@functools.lru_cache(maxsize=16)
-def _lowpass(up: int, down: int) -> np.ndarray:
-    """FIR taps for ``resample_poly(x, up, down)``: cutoff at the lower of the two Nyquist rates."""
-    rate = max(up, down)
-    taps = firwin(2 * _ZERO_CROSSINGS * rate + 1, 1.0 / rate, window=("kaiser", _KAISER_BETA))
-    taps.setflags(write=False)  # shared through the cache
-    return taps
-
-
-def to_16k(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Resample mono audio to 16 kHz with a polyphase filter (scipy's ``resample_poly``, steep low-pass).
-
-    Args:
-        x: (T,) float waveform at ``sample_rate`` Hz.
-        sample_rate: in Hz, positive.
-
-    Returns:
-        (ceil(T * 16000 / sample_rate),) float32; ``x`` itself (cast) when it is 16 kHz already.
-    """
-    if sample_rate <= 0:
-        raise InputError(f"sample rate must be positive, got {sample_rate}")
-    if sample_rate != SAMPLE_RATE:
-        g = math.gcd(SAMPLE_RATE, sample_rate)  # the reduced ratio keeps the polyphase filter short
-        up, down = SAMPLE_RATE // g, sample_rate // g
-        x = resample_poly(np.asarray(x, dtype=np.float64), up, down, window=_lowpass(up, down))
-    return np.asarray(x, dtype=np.float32)
-
-
 def read_any_audio(path: str | os.PathLike) -> np.ndarray:
     """Read any audio file soundfile reads as a 16 kHz mono waveform.
 
     Channels are averaged (``data_utils.dataset.read_mono``, as ``load_audio`` reads), then the
-    signal is resampled to 16 kHz; a 16 kHz file gives exactly ``load_audio``'s samples.
+    signal is resampled to 16 kHz (``data_utils.dataset.to_16k``); a 16 kHz file gives exactly
+    ``load_audio``'s samples.
 
     Returns:
         (T,) float32 in about [-1, 1], at 16 kHz.

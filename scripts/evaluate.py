@@ -10,7 +10,13 @@ Metrics from an existing CM score file:
 
 ASV_SCORES.txt: the organisers' file, e.g. LA/ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt.
 
-Without ASV scores (``--asv_scores``, or the set's file under the database) the min t-DCF is not computed.
+Other corpora (ASVspoof 2021 LA and DF, In-the-Wild, ASVspoof 5; data_utils/corpora.py), with their keys as
+released and their official metrics:
+
+    python scripts/evaluate.py --corpus asvspoof2021_la --scores score.txt --keys keys [--subset eval]
+    python scripts/evaluate.py --corpus asvspoof2021_la --config config/config.json --database_path ROOT --keys keys
+
+Without ASV scores (``--asv_scores``, or the set's file under the database) the 2019 min t-DCF is not computed.
 Bad input exits with status 2 and one ``error: ...`` line on stderr. Every output (the score file, --json,
 --plot) is checked to be writable before scoring; one that still fails at the end is reported on stderr after
 the metrics, the other outputs are written all the same, and the exit status is 2.
@@ -26,6 +32,9 @@ from utils.io import check_writable  # noqa: E402
 from utils.score_files import (ASVScores, CMScores, compute_metrics, format_metrics, read_asv_scores,  # noqa: E402
                                read_cm_scores, write_cm_scores, write_metrics_json)
 from utils.plots import require_matplotlib, save_plots  # noqa: E402  (matplotlib itself is imported lazily)
+from data_utils.corpora import CORPORA, evaluate_score_file, format_corpus_metrics, get_corpus  # noqa: E402
+
+LA2019 = "asvspoof2019_la"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     with_model.add_argument("--compile", action="store_true",
                             help="torch.compile the model (also when the config's compile is true): about a minute "
                                  "first, then faster scoring; worth it for a whole set")
+    corpora = parser.add_argument_group("other corpora (default: ASVspoof 2019 LA, as above)")
+    corpora.add_argument("--corpus", default=LA2019, choices=[LA2019, *CORPORA],
+                         help="the corpus of --scores or of the set to score")
+    corpora.add_argument("--keys", type=Path, help="its keys as released: 2021, the keys folder; In-the-Wild, "
+                         "meta.csv; ASVspoof 5, the protocol (ASVspoof5.eval.track_1.tsv, track_2.trial.tsv)")
+    corpora.add_argument("--subset", help="2021: eval (default, the official figures), progress or hidden")
     from_scores = parser.add_argument_group("metrics from a score file")
     from_scores.add_argument("--scores", type=Path,
                              help="CM score file: lines 'UTT_ID SOURCE KEY SCORE', KEY bonafide|spoof")
@@ -86,6 +101,64 @@ def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     return cm, score_file, split.asv
 
 
+def score_corpus_with_model(args) -> Path:
+    """Score every trial of `--keys` with the model and write the corpus's official score file; its path."""
+    from data_utils.dataset import AudioFiles, check_files_exist
+    from models import load_model
+    from models.loading import resolve_device
+    from utils.config import load_config
+    from utils.precision import maybe_compile, prepare_model, resolve_speed
+    from utils.scoring import score_batches
+    from torch.utils.data import DataLoader
+
+    corpus = get_corpus(args.corpus)
+    if not corpus.scores_audio:
+        raise InputError(f"{args.corpus} score files combine CM and ASV scores: score the CM with --corpus asvspoof5, "
+                         "then evaluate the SASV score file with --scores")
+    config = load_config(args.config)
+    database = args.database_path or Path(config.database_path)
+    model_path = args.model_path or Path(config.model_path)
+    score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.corpus}_scores.txt"
+    check_writable(score_file)
+    trials = corpus.read_keys(args.keys)  # every trial: the official packages want them all, any subset
+    paths = [corpus.audio_path(database, a) for a in trials.audio_ids]
+    check_files_exist(paths)
+    device = resolve_device(args.device)
+    speed = resolve_speed(config, device, "score", precision=args.precision, compile=args.compile or None)
+    model = maybe_compile(prepare_model(load_model(config, model_path, device), device, speed), speed)
+    loader = DataLoader(AudioFiles(paths, trials.ids, config.model_config.nb_samp), shuffle=False,
+                        batch_size=args.batch_size or config.eval_batch_size or config.batch_size,
+                        num_workers=config.loader_workers(), pin_memory=device.type == "cuda")
+    scores = score_batches(model, loader, device, args.corpus, speed.precision)
+    if score_file.exists():
+        print(f"note: replacing {score_file}, which an earlier evaluation wrote")
+    corpus.write_scores(score_file, trials.ids, scores)
+    print(f"scores: {score_file}")
+    return score_file
+
+
+def evaluate_corpus(args) -> int:
+    """--corpus other than 2019 LA: the official figures of a score file, scoring the audio first with --config."""
+    failed = []
+    try:
+        if args.keys is None:
+            raise InputError(f"--corpus {args.corpus} needs --keys (its keys as released)")
+        if args.json is not None:
+            check_writable(args.json)
+        score_file = score_corpus_with_model(args) if args.config is not None else args.scores
+        metrics = evaluate_score_file(args.corpus, score_file, args.keys, args.subset, args.asv_scores)
+    except InputError as e:
+        return report_failures([user_message(e)])
+    metrics["score_file"] = str(score_file)
+    print(format_corpus_metrics(metrics))
+    if args.json is not None:
+        try:
+            write_metrics_json(args.json, metrics)
+        except InputError as e:
+            failed.append(f"{e}; the metrics are only in the report above")
+    return report_failures(failed)
+
+
 def report_failures(messages: list[str]) -> int:
     """One ``error: ...`` line on stderr per message; returns the exit status (2 if any, else 0)."""
     for message in messages:
@@ -100,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either --config (score a set with a model) or --scores (metrics from a score file)")
     if args.batch_size is not None and args.batch_size <= 0:
         parser.error("--batch_size must be positive")
+    if args.corpus != LA2019:
+        if args.plot is not None:
+            parser.error("--plot is for ASVspoof 2019 LA score files")
+        return evaluate_corpus(args)
     failed = []  # the outputs that could not be written at the end, after the work
     try:
         # Before scoring, not after: an hour of scoring is not lost to a missing package or folder.
