@@ -682,6 +682,23 @@ class ASVspoof5(Corpus):
 
     name = "asvspoof5"
     audio_dirs = ("flac_E_eval", "flac_E")
+    # What training reads (config "corpus": "asvspoof5"): each split's protocol and audio folders under the
+    # release root (the first folder that exists).
+    SPLITS = {"train": ("ASVspoof5.train.tsv", ("flac_T",)), "dev": ("ASVspoof5.dev.track_1.tsv", ("flac_D",)),
+              "eval": ("ASVspoof5.eval.track_1.tsv", ("flac_E_eval", "flac_E"))}
+
+    def split_protocol(self, root, split: str) -> tuple[list[tuple[str, str, str, str]], Path, Path]:
+        """A split's protocol rows as ``(speaker, utterance id, attack or "-", key)``, the protocol file and
+        the audio folder, for training and model selection as on 2019 LA."""
+        if split not in self.SPLITS:
+            raise InputError(f"{self.name} has no {split!r} split (splits: {', '.join(self.SPLITS)})")
+        protocol, folders = self.SPLITS[split]
+        rows = _read_rows(Path(root) / protocol, "ASVspoof 5 protocol", _ASV5_PROTOCOL_T1)
+        ids, labels, attacks = rows.column("FLAC_FILE_NAME"), rows.column("KEY"), rows.column("ATTACK_LABEL")
+        _check_key_rows(rows, ids, labels, CM_LABELS)
+        attacks = np.where(attacks == "bonafide", "-", attacks)  # 2019's SOURCE column: "-" for bona fide
+        entries = list(zip(rows.column("SPEAKER_ID").tolist(), ids.tolist(), attacks.tolist(), labels.tolist()))
+        return entries, Path(rows.path), Path(root) / _audio_dir(str(root), folders)
 
     def read_keys(self, keys_path, subset: str | None = None) -> Trials:
         self._subset(subset)

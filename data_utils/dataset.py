@@ -23,11 +23,13 @@ from scipy.signal import firwin, resample_poly
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from data_utils.corpora import get_corpus
 from utils.errors import InputError
 from utils.score_files import ASVScores, read_asv_scores
 
 SAMPLE_RATE = 16000  # Hz; the sinc front-end's filters are designed for it
 SPLITS = ("train", "dev", "eval")
+LA2019 = "asvspoof2019_la"  # the corpus of this module's layout; data_utils/corpora.py has the others
 KEYS = ("spoof", "bonafide")  # index = class label: 0 spoof, 1 bona fide
 
 _PROTOCOL_SUFFIX = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
@@ -431,16 +433,27 @@ class Split:
 
 
 def load_split(database_path: str | os.PathLike, split: str, nb_samp: int,
-               asv_score_path: str | os.PathLike | None = None, asv_required: bool = False) -> Split:
+               asv_score_path: str | os.PathLike | None = None, asv_required: bool = False,
+               corpus: str = LA2019) -> Split:
     """Read a split's protocol, check it (``check_split``: before any long job), and read the ASV
     scores for its min t-DCF.
 
     Args:
         asv_score_path: the ASV score file; where it does not exist the split has no ASV scores, unless
             ``asv_required``, which makes that an error.
+        corpus: ``asvspoof2019_la`` (the layout above) or a corpus of ``data_utils.corpora`` that has
+            training splits (``asvspoof5``).
     """
-    paths = split_paths(database_path, split)
-    entries = read_protocol(paths.protocol)
+    if corpus == LA2019:
+        paths = split_paths(database_path, split)
+        entries = read_protocol(paths.protocol)
+    else:
+        handler = get_corpus(corpus)
+        if not hasattr(handler, "split_protocol"):
+            raise InputError(f"corpus {corpus!r} has no training splits (train on {LA2019} or asvspoof5; "
+                             "evaluate on it with evaluate.py --corpus)")
+        rows, protocol, audio_dir = handler.split_protocol(database_path, split)
+        entries, paths = [ProtocolEntry(*row) for row in rows], SplitPaths(audio_dir, protocol, None)
     check_split(split, paths, entries)
     if split == "train":
         return Split(TrainDataset(entries, paths.audio_dir, nb_samp))

@@ -89,7 +89,8 @@ def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     check_writable(score_file)  # now, not after the set is scored
     device = resolve_device(args.device)
     asv_path = args.asv_scores or database / (config.dev_asv_score_path if args.eval_set == "dev" else config.asv_score_path)
-    split = load_split(database, args.eval_set, config.model_config.nb_samp, asv_path, asv_required=bool(args.asv_scores))
+    split = load_split(database, args.eval_set, config.model_config.nb_samp, asv_path,
+                       asv_required=bool(args.asv_scores), corpus=config.corpus)
     if split.asv is None:
         print(f"note: no ASV scores at {asv_path}: min t-DCF is not computed")
 

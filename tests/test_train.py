@@ -3,6 +3,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from data_utils import TrainSampler, load_split
+from data_utils import TrainSampler, load_split, read_protocol, split_paths
 from data_utils.demo import write_demo_corpus
 from models import AASIST
 from utils import training
@@ -300,3 +301,29 @@ def test_a_bad_file_met_in_a_loader_worker_is_one_line(repo_root, corpus, tmp_pa
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: audio file {victim} holds 1 NaN or infinite sample")
     assert "Traceback" not in result.stderr and "worker" not in result.stderr
+
+
+def test_training_on_asvspoof5_as_released(repo_root, corpus, tmp_path):
+    """The demo corpus laid out as the ASVspoof 5 release (10-column protocols, flac_T / flac_D / flac_E_eval)."""
+    root = tmp_path / "ASVspoof5"
+    for split, protocol, folder in (("train", "ASVspoof5.train.tsv", "flac_T"),
+                                    ("dev", "ASVspoof5.dev.track_1.tsv", "flac_D"),
+                                    ("eval", "ASVspoof5.eval.track_1.tsv", "flac_E_eval")):
+        shutil.copytree(split_paths(corpus, split).audio_dir, root / folder)
+        rows = [f"{e.speaker} {e.utt_id} F - - - {'-' if e.key == 'bonafide' else 'AC1'} "
+                f"{'bonafide' if e.key == 'bonafide' else e.attack} {e.key} -"
+                for e in read_protocol(split_paths(corpus, split).protocol)]
+        (root / protocol).write_text("\n".join(rows) + "\n")
+    config = tiny_config(repo_root, root, tmp_path / "asv5.json", num_epochs=1)
+    config.write_text(json.dumps({**json.loads(config.read_text()), "corpus": "asvspoof5"}))
+    result = run_train(repo_root, "--config", str(config), "--output_dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "weights" / "best.pth").is_file()
+    assert len((tmp_path / "run" / "metric_log.txt").read_text().splitlines()) == 2
+
+
+def test_the_asvspoof5_baseline_weights_load_with_its_config(repo_root, reference_dir):
+    from models import load_model
+    model = load_model(repo_root / "config" / "ASVspoof5.json",
+                       reference_dir / "weights" / "ASVspoof5_baseline_AASIST.pth", "cpu")
+    assert sum(p.numel() for p in model.parameters()) == 297_866

@@ -122,6 +122,7 @@ class Config:
     dev_asv_score_path: str = "ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.dev.gi.trl.scores.txt"
     loss: str = "CCE"
     track: str = "LA"
+    corpus: str = "asvspoof2019_la"        # of train, dev and eval: asvspoof2019_la or asvspoof5
     freq_aug: bool = False
     eval_all_best: bool = True
     eval_output: str = "eval_scores_using_best_dev_model.txt"
