@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     corpora.add_argument("--keys", type=Path, help="its keys as released: 2021, the keys folder; In-the-Wild, "
                          "meta.csv; ASVspoof 5, the protocol (ASVspoof5.eval.track_1.tsv, track_2.trial.tsv)")
     corpora.add_argument("--subset", help="2021: eval (default, the official figures), progress or hidden")
+    corpora.add_argument("--resume", action="store_true",
+                         help="with --config: continue an interrupted scoring job where it stopped")
     from_scores = parser.add_argument_group("metrics from a score file")
     from_scores.add_argument("--scores", type=Path,
                              help="CM score file: lines 'UTT_ID SOURCE KEY SCORE', KEY bonafide|spoof")
@@ -102,15 +104,18 @@ def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     return cm, score_file, split.asv
 
 
-def score_corpus_with_model(args) -> Path:
-    """Score every trial of `--keys` with the model and write the corpus's official score file; its path."""
+def score_corpus_with_model(args, dist_info) -> Path:
+    """Score every trial of `--keys` with the model and write the corpus's official score file; its path.
+
+    Scores go to disk in chunks as they come (flat memory; `--resume` continues an interrupted job without
+    scoring finished chunks again); under torchrun the processes share the chunks and rank 0 writes the file.
+    """
     from data_utils.dataset import AudioFiles, check_files_exist
     from models import load_model
-    from models.loading import resolve_device
     from utils.config import load_config
     from utils.precision import maybe_compile, prepare_model, resolve_speed
-    from utils.scoring import score_batches
-    from torch.utils.data import DataLoader
+    from utils.scoring import score_to_file
+    import torch
 
     corpus = get_corpus(args.corpus)
     if not corpus.scores_audio:
@@ -120,38 +125,51 @@ def score_corpus_with_model(args) -> Path:
     database = args.database_path or Path(config.database_path)
     model_path = args.model_path or Path(config.model_path)
     score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.corpus}_scores.txt"
-    check_writable(score_file)
     trials = corpus.read_keys(args.keys)  # every trial: the official packages want them all, any subset
     paths = [corpus.audio_path(database, a) for a in trials.audio_ids]
     check_files_exist(paths)
-    device = resolve_device(args.device)
+    device = torch.device("cuda", dist_info.local_rank) if args.device_type == "cuda" else torch.device("cpu")
     speed = resolve_speed(config, device, "score", precision=args.precision, compile=args.compile or None)
     model = maybe_compile(prepare_model(load_model(config, model_path, device), device, speed), speed)
-    loader = DataLoader(AudioFiles(paths, trials.ids, config.model_config.nb_samp), shuffle=False,
-                        batch_size=args.batch_size or config.eval_batch_size or config.batch_size,
-                        num_workers=config.loader_workers(), pin_memory=device.type == "cuda")
-    scores = score_batches(model, loader, device, args.corpus, speed.precision)
-    if score_file.exists():
+    if dist_info.is_main and score_file.exists():
         print(f"note: replacing {score_file}, which an earlier evaluation wrote")
-    corpus.write_scores(score_file, trials.ids, scores)
-    print(f"scores: {score_file}")
+    score_to_file(model, AudioFiles(paths, trials.ids, config.model_config.nb_samp), score_file,
+                  corpus.write_scores, args.batch_size or config.eval_batch_size or config.batch_size, device,
+                  config.loader_workers(), dist_info, speed.precision, resume=args.resume, desc=args.corpus)
+    if dist_info.is_main:
+        print(f"scores: {score_file}")
     return score_file
 
 
 def evaluate_corpus(args) -> int:
-    """--corpus other than 2019 LA: the official figures of a score file, scoring the audio first with --config."""
-    failed = []
+    """--corpus other than 2019 LA: the official figures of a score file, scoring the audio first with --config
+    (under torchrun, every process scores a share and rank 0 reports)."""
+    dist_info = None
     try:
         if args.keys is None:
             raise InputError(f"--corpus {args.corpus} needs --keys (its keys as released)")
         if args.json is not None:
             check_writable(args.json)
-        score_file = score_corpus_with_model(args) if args.config is not None else args.scores
+        if args.config is not None:
+            from models.loading import resolve_device
+            from utils.distributed import init_distributed
+            args.device_type = resolve_device(args.device).type
+            dist_info = init_distributed(args.device_type)
+            score_file = score_corpus_with_model(args, dist_info)
+            if not dist_info.is_main:
+                return 0
+        else:
+            score_file = args.scores
         metrics = evaluate_score_file(args.corpus, score_file, args.keys, args.subset, args.asv_scores)
     except InputError as e:
         return report_failures([user_message(e)])
+    finally:
+        if dist_info is not None:
+            from utils.distributed import cleanup
+            cleanup(dist_info)
     metrics["score_file"] = str(score_file)
     print(format_corpus_metrics(metrics))
+    failed = []
     if args.json is not None:
         try:
             write_metrics_json(args.json, metrics)

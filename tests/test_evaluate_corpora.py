@@ -1,6 +1,7 @@
 """evaluate.py on the other corpora: the official figures from score files as released, and scoring audio laid
 out as each release unpacks, which must give the published scores of the same audio."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -114,3 +115,22 @@ def test_scoring_a_release_gives_the_published_scores(corpus, repo_root, referen
     scores = handler.read_scores(metrics["score_file"], trials)  # the official format, read back by its reader
     np.testing.assert_allclose(scores, [expected[u] for u in utts], atol=1e-4, rtol=0)
     assert metrics["eer_percent"] is not None
+
+
+def test_two_processes_under_torchrun_write_the_single_process_file(repo_root, reference_dir, la_tiny, tmp_path):
+    protocol = reference_dir / "LA_tiny" / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.eval.trl.txt"
+    root, keys, _ = release_folders(protocol, la_tiny, tmp_path)
+    common = ["scripts/evaluate.py", "--corpus", "in_the_wild", "--config", "config/AASIST-L.json", "--database_path",
+              str(root), "--keys", str(keys["in_the_wild"]), "--model_path",
+              str(reference_dir / "weights" / "AASIST-L.pth"), "--device", "cpu", "--batch_size", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *common, "--output_dir", str(tmp_path / "one")], cwd=repo_root,
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+                          *common, "--output_dir", str(tmp_path / "two")], cwd=repo_root,
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    name = "AASIST-L_in_the_wild_scores.txt"
+    assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+    assert two.stdout.count("EER (%):") == 1  # rank 0 reports
