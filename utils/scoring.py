@@ -1,11 +1,22 @@
 """Score with a model: the one loop behind training (dev and eval each epoch), evaluate.py and
-`models.score`."""
+`models.score`; and `score_to_file`, the same forward pass for eval sets of hundreds of thousands of files,
+streamed to disk in chunks that an interrupted job resumes from."""
+import hashlib
+import itertools
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from utils.distributed import DistInfo, gather_objects
+from utils.errors import InputError
+from utils.io import atomic_open, check_writable, printable_path
 from utils.precision import autocast, is_compiled
 from utils.score_files import CMScores
 
@@ -71,3 +82,151 @@ def score_dataset(model: torch.nn.Module, dataset: Dataset, batch_size: int, dev
         scores[indices] = part
     entries = dataset.entries
     return CMScores([e.utt_id for e in entries], [e.attack for e in entries], [e.key for e in entries], scores)
+
+
+def score_to_file(model: torch.nn.Module, dataset: Dataset, out_path: str | os.PathLike,
+                  write_lines: Callable[[Path, Sequence[str], np.ndarray], None], batch_size: int,
+                  device: torch.device, num_workers: int = 0, dist_info: DistInfo = DistInfo(),
+                  precision: str = "fp32", resume: bool = False, chunk_size: int = 4096,
+                  desc: str = "scoring") -> np.ndarray | None:
+    """Score every item of `dataset` into one file, in chunks an interrupted job resumes from.
+
+    Scores go, `chunk_size` items at a time, to `<out_path>.parts/<start>-<stop>.npz` (ids and scores of
+    items start ... stop - 1, each file written atomically), so memory stays flat and a job killed at any
+    point loses at most the chunks in flight. Under torchrun the ranks share the chunks still to do
+    round-robin (the work folder must be on a file system every rank sees). Then rank 0 reads the chunks
+    in order, calls `write_lines(path, ids, scores)` on a path in the work folder, renames that file to
+    `out_path` (it appears whole or not at all) and removes the work folder.
+
+    Batches never cross a chunk boundary, so for a given `batch_size` every item is scored in the same
+    batch whichever rank scores it and whether or not the job was resumed: the file is the same, byte
+    for byte. A resume may change `batch_size` (say, on a smaller GPU: scores then move in the last
+    bits), `num_workers` and the number of ranks; a different model, precision, chunk size or number of
+    items is refused.
+
+    Args:
+        dataset: items `(waveform (nb_samp,), utt_id)`.
+        write_lines: writes one corpus's score file format from the ids and (N,) float32 scores, in
+            dataset order.
+        resume: continue from an existing work folder (none there: start afresh); without it, an
+            existing work folder is an error, so that two jobs never write into one by mistake.
+        chunk_size: items a chunk; best a multiple of `batch_size`.
+
+    Returns:
+        (N,) float32 scores in dataset order on rank 0, None on other ranks.
+
+    Raises:
+        InputError: on every rank: the work folder exists without `resume`, or was started by a job that
+            differs; `out_path` cannot be written; a chunk file is damaged.
+    """
+    if batch_size < 1 or chunk_size < 1:
+        raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size} and {chunk_size}")
+    out_path = Path(out_path)
+    parts = out_path.with_name(out_path.name + ".parts")
+    n = len(dataset)
+    chunks = [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
+    width = len(str(n))
+
+    def chunk_file(i: int) -> Path:
+        start, stop = chunks[i]
+        return parts / f"{start:0{width}d}-{stop:0{width}d}.npz"
+
+    # Rank 0 alone looks at the work folder (no rank sees another's half-made state) and tells the others.
+    error, todo = None, []
+    if dist_info.is_main:
+        try:
+            job = {"items": n, "chunk_size": chunk_size, "precision": precision, "model": _fingerprint(model)}
+            _open_work_folder(parts, job, resume, out_path)
+            todo = [i for i in range(len(chunks)) if not chunk_file(i).is_file()]
+            if resume and len(todo) < len(chunks):
+                print(f"note: resuming {printable_path(parts)}: {len(chunks) - len(todo)} of {len(chunks)} "
+                      f"chunks already scored")
+        except InputError as e:
+            error = str(e)
+    error, todo = gather_objects((error, todo), dist_info)[0]
+    if error:
+        raise InputError(error)
+
+    mine = todo[dist_info.rank::dist_info.world_size]
+    per_batch = min(batch_size, chunk_size)
+    batches = [list(range(s, min(s + per_batch, chunks[i][1]))) for i in mine
+               for s in range(chunks[i][0], chunks[i][1], per_batch)]
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, pin_memory=device.type == "cuda",
+                        generator=torch.Generator())  # global RNG untouched
+    # A compiled model sees one batch shape; the rule depends on the job alone, not on the rank's share.
+    pad_to = per_batch if is_compiled(model) and n > per_batch else None
+    model.eval()
+    batches_left = iter(loader)
+    with tqdm(total=sum(map(len, batches)), desc=desc, unit="utt",
+              leave=False, disable=None if dist_info.is_main else True) as bar:  # rank 0's share: its ETA
+        for i in mine:
+            start, stop = chunks[i]
+            ids, scores = [], []
+            for x, utt_ids in itertools.islice(batches_left, -(-(stop - start) // per_batch)):  # ceil
+                scores.append(forward_logits(model, x, device, precision, pad_to)[:, 1])
+                ids.extend(utt_ids)
+                bar.update(len(x))
+            with atomic_open(chunk_file(i), "wb") as f:
+                np.savez(f, ids=np.array(ids, dtype=str), scores=torch.cat(scores).cpu().numpy())
+    gather_objects(None, dist_info)  # every rank's chunks are on disk
+    if not dist_info.is_main:
+        return None
+
+    ids, scores = [], []
+    for i, (start, stop) in enumerate(chunks):
+        part_ids, part_scores = _read_chunk(chunk_file(i), stop - start)
+        ids.extend(part_ids)
+        scores.append(part_scores)
+    scores = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+    staged = parts / out_path.name
+    write_lines(staged, ids, scores)
+    os.replace(staged, out_path)
+    shutil.rmtree(parts)
+    return scores
+
+
+def _fingerprint(model: torch.nn.Module) -> str:
+    """A hash of the model's weights and buffers, so that a resume with other weights is refused."""
+    h = hashlib.sha256()
+    for t in model.state_dict().values():
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _open_work_folder(parts: Path, job: dict, resume: bool, out_path: Path) -> None:
+    """Create `parts` with `job.json`, or with `resume`, check that the folder there is this job's."""
+    where = printable_path(parts)
+    if parts.exists() and not resume:
+        raise InputError(f"{where} holds the chunks of an unfinished scoring job; pass resume to continue it, "
+                         f"or remove the folder to start again")
+    check_writable(out_path)
+    manifest = parts / "job.json"
+    if not manifest.exists() and not any(parts.glob("*.npz")):  # new, or killed before job.json was written
+        check_writable(parts, folder=True)
+        with atomic_open(manifest) as f:
+            json.dump(job, f)
+        return
+    try:
+        found = json.loads(manifest.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot resume from {where}: cannot read job.json ({e})") from None
+    differ = [k for k in job if found.get(k) != job[k]]
+    if differ:
+        was = ", ".join(f"{k} {found.get(k)!r} (now {job[k]!r})" if k != "model" else "other model weights"
+                        for k in differ)
+        raise InputError(f"cannot resume from {where}: it was started with {was}; "
+                         f"remove the folder to start again")
+
+
+def _read_chunk(path: Path, size: int) -> tuple[list[str], np.ndarray]:
+    """The ids and (size,) scores of one chunk file."""
+    try:
+        with np.load(path) as z:
+            ids, scores = z["ids"].tolist(), z["scores"]
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"chunk file {printable_path(path)} is missing or damaged ({e}); remove it and "
+                         f"resume to score its items again") from None
+    if len(ids) != size or scores.shape != (size,):
+        raise InputError(f"chunk file {printable_path(path)} holds {len(ids)} items, not {size}; remove it and "
+                         f"resume to score its items again")
+    return ids, scores
