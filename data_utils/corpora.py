@@ -884,8 +884,12 @@ def get_corpus(name: str) -> Corpus:
         raise InputError(f"unknown corpus {name!r} (known: {', '.join(CORPORA)})") from None
 
 
+_CALIBRATED = ("act_dcf", "cllr_bits", "min_dcf", "eer_percent")  # minDCF and EER: unchanged, for reference
+
+
 def evaluate_score_file(corpus: str, scores_path: str | os.PathLike, keys_path: str | os.PathLike,
-                        subset: str | None = None, asv_scores: str | os.PathLike | None = None) -> dict:
+                        subset: str | None = None, asv_scores: str | os.PathLike | None = None,
+                        calibration=None) -> dict:
     """The official figures of a score file against a corpus's keys.
 
     Args:
@@ -896,6 +900,8 @@ def evaluate_score_file(corpus: str, scores_path: str | os.PathLike, keys_path: 
         subset: 2021 only: ``eval`` (default, the official figures), ``progress`` or ``hidden``.
         asv_scores: other ASV scores: 2021 LA, in place of ``keys/LA/ASV/ASVTorch_Kaldi/score.txt``;
             ASVspoof 5 track 2, the organisers' ``--asv_org`` file for the tables' min t-DCF.
+        calibration: a ``utils.calibration.Calibration``: the pooled figures of the calibrated scores are
+            added under "calibrated" (actDCF and Cllr change; minDCF and EER do not).
 
     Returns:
         {"corpus", "subset", counts, the corpus's figures, "tables"} (see the module docstring).
@@ -907,7 +913,13 @@ def evaluate_score_file(corpus: str, scores_path: str | os.PathLike, keys_path: 
     trials = handler.read_keys(keys_path, subset)
     scores = handler.read_scores(scores_path, trials)
     extra = handler.read_extra(keys_path, trials, asv_scores)
-    return handler.metrics(scores, trials, extra)
+    metrics = handler.metrics(scores, trials, extra)
+    if calibration is not None:
+        if scores.ndim != 1:
+            raise InputError(f"{corpus}: a calibration applies to CM score files, not to SASV files")
+        after = handler.metrics(calibration.apply(scores), trials, extra)
+        metrics["calibrated"] = {k: v for k, v in after.items() if k in _CALIBRATED}
+    return metrics
 
 
 _FIGURES = (("eer_percent", "EER (%)", ".6f"), ("min_tdcf", "min t-DCF", ".6f"), ("min_dcf", "minDCF", ".5f"),
@@ -921,6 +933,9 @@ def format_corpus_metrics(metrics: dict) -> str:
         return "-" if value is None else format(value, spec)
     lines = [f"corpus: {metrics.get('corpus')}" + (f", subset {metrics['subset']}" if metrics.get("subset") else "")]
     lines += [f"{label + ':':<13}{fmt(metrics[key], spec)}" for key, label, spec in _FIGURES if key in metrics]
+    if "calibrated" in metrics:
+        lines.append("calibrated:  " + ", ".join(f"{label} {fmt(metrics['calibrated'][key], spec)}"
+                                                for key, label, spec in _FIGURES if key in metrics["calibrated"]))
     for key, table in metrics.get("tables", {}).items():
         label, spec = next(((lab, sp) for k, lab, sp in _FIGURES if k == key), (key, ".4f"))
         columns = ["" if c is None else str(c) for c in table["columns"]]

@@ -301,8 +301,9 @@ def find_audio(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], int]:
 
 
 def result_row(path: str | os.PathLike, result: ScoreResult | InputError, threshold: float,
-               segments: bool) -> dict:
+               segments: bool, calibration=None) -> dict:
     """One output record of ``score_stream``'s result: score > ``threshold`` is "bonafide", else "spoof".
+    With a ``utils.calibration.Calibration``, the record also has "llr", the calibrated score.
 
     An unreadable file has None values and its reason in "error". With ``segments`` the record also has
     the ``WINDOW_FIELDS``. "path" is ``printable_path(path)``: it prints and encodes as UTF-8.
@@ -315,6 +316,8 @@ def result_row(path: str | os.PathLike, result: ScoreResult | InputError, thresh
         "bonafide_prob": result.bonafide_prob if ok else None,
         "decision": ("bonafide" if result.score > threshold else "spoof") if ok else None,
     }
+    if calibration is not None:
+        record["llr"] = float(calibration.apply(np.float64(result.score))) if ok else None
     if segments:
         stats = (result.num_windows, result.window_mean, result.window_min, result.window_min_start) if ok else ()
         record.update(zip(WINDOW_FIELDS, stats or (None,) * len(WINDOW_FIELDS)))

@@ -33,6 +33,7 @@ from utils.score_files import (ASVScores, CMScores, compute_metrics, format_metr
                                read_cm_scores, write_cm_scores, write_metrics_json)
 from utils.plots import require_matplotlib, save_plots  # noqa: E402  (matplotlib itself is imported lazily)
 from data_utils.corpora import CORPORA, evaluate_score_file, format_corpus_metrics, get_corpus  # noqa: E402
+from utils.calibration import load_calibration  # noqa: E402
 
 LA2019 = "asvspoof2019_la"
 
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     corpora.add_argument("--keys", type=Path, help="its keys as released: 2021, the keys folder; In-the-Wild, "
                          "meta.csv; ASVspoof 5, the protocol (ASVspoof5.eval.track_1.tsv, track_2.trial.tsv)")
     corpora.add_argument("--subset", help="2021: eval (default, the official figures), progress or hidden")
+    corpora.add_argument("--calibration", type=Path, help="a calibration JSON (scripts/calibrate.py): also report "
+                         "the figures of the calibrated scores (actDCF and Cllr change)")
     corpora.add_argument("--resume", action="store_true",
                          help="with --config: continue an interrupted scoring job where it stopped")
     from_scores = parser.add_argument_group("metrics from a score file")
@@ -160,7 +163,8 @@ def evaluate_corpus(args) -> int:
                 return 0
         else:
             score_file = args.scores
-        metrics = evaluate_score_file(args.corpus, score_file, args.keys, args.subset, args.asv_scores)
+        calibration = load_calibration(args.calibration) if args.calibration is not None else None
+        metrics = evaluate_score_file(args.corpus, score_file, args.keys, args.subset, args.asv_scores, calibration)
     except InputError as e:
         return report_failures([user_message(e)])
     finally:

@@ -29,6 +29,7 @@ from tqdm import tqdm  # noqa: E402
 from models import load_model  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from models.inference import find_audio, read_files, result_row, score_stream, write_results  # noqa: E402
+from utils.calibration import load_calibration  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError, user_message  # noqa: E402
 from utils.io import check_writable, printable_path  # noqa: E402
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="windows per forward pass (default 8; AASIST needs about 0.2 GB per window on a CPU)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     parser.add_argument("--output", type=Path, help="also write the results to FILE.csv or FILE.json")
+    parser.add_argument("--calibration", type=Path,
+                        help="a calibration JSON (scripts/calibrate.py): also give each file's LLR")
     return parser
 
 
@@ -74,6 +77,8 @@ def print_table(records: list[dict], threshold: float, segments: bool) -> None:
     header = f"{'path':<{width}}  {'dur (s)':>8}  {'score':>8}  {'P(bona fide)':>12}  decision"
     if segments:
         header += f"  {'windows':>7}  {'mean':>8}  {'lowest':>8}  {'at (s)':>7}"
+    if "llr" in records[0]:
+        header += f"  {'LLR':>8}"
     print(header)
     for r in records:
         if r["error"] is not None:
@@ -84,6 +89,8 @@ def print_table(records: list[dict], threshold: float, segments: bool) -> None:
         if segments:
             line += (f"  {r['num_windows']:7d}  {r['window_mean']:8.3f}  {r['window_min']:8.3f}  "
                      f"{r['window_min_start_s']:7.2f}")
+        if "llr" in r:
+            line += f"  {r['llr']:8.3f}"
         print(line)
     failed = [r for r in records if r["error"] is not None]
     counts = {d: sum(r["decision"] == d for r in records) for d in ("bonafide", "spoof")}
@@ -99,14 +106,16 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     if skipped:
         print(f"note: skipped {skipped} file(s) in the folders without an audio extension", file=sys.stderr)
     config = load_config(args.config)
+    calibration = load_calibration(args.calibration) if args.calibration is not None else None
     model_path = args.model_path or Path(config.model_path)
     model = load_model(config, model_path, resolve_device(args.device))
     records = []
     with tqdm(total=len(files), unit="file", desc="scoring", disable=None, leave=False) as bar:
         for path, result in score_stream(model, read_files(files), args.segments, batch_size=args.batch_size):
-            records.append(result_row(path, result, args.threshold, args.segments))
+            records.append(result_row(path, result, args.threshold, args.segments, calibration))
             bar.update(1)
     meta = {"config": str(args.config), "model_path": str(model_path), "threshold": args.threshold,
+            "calibration": None if args.calibration is None else str(args.calibration),
             "nb_samp": model.nb_samp, "hop": model.nb_samp // 2 if args.segments else None}
     return records, meta
 

@@ -258,3 +258,25 @@ def test_cli_bad_input_is_one_error_line(repo_root, tmp_path):
     assert not (tmp_path / "calib.json").exists()
     result = calibrate(repo_root, "--scores", scores, "--out", tmp_path / "calib.json", "--corpus", "asvspoof5")
     assert result.returncode == 2 and "--corpus and --keys go together" in result.stderr
+
+
+def test_evaluate_and_infer_apply_a_calibration(repo_root, reference_dir, la_tiny, tmp_path):
+    cal = Calibration(scale=0.5, offset=-1.0, p_target=ASV5_P_TARGET, fitted_on="dev", n_bonafide=3, n_spoof=3)
+    save_calibration(tmp_path / "calib.json", cal)
+    track1 = reference_dir / "corpora" / "asvspoof5_track1"
+    result = subprocess.run([sys.executable, "scripts/evaluate.py", "--corpus", "asvspoof5", "--scores",
+                             str(track1 / "cm_score.tsv"), "--keys", str(track1 / "ASVspoof5.eval.track_1.tsv"),
+                             "--calibration", str(tmp_path / "calib.json"), "--json", str(tmp_path / "m.json")],
+                            cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    after = metrics["calibrated"]
+    assert after["min_dcf"] == metrics["min_dcf"] and after["eer_percent"] == metrics["eer_percent"]
+    assert after["act_dcf"] != metrics["act_dcf"] and "calibrated:" in result.stdout
+    result = subprocess.run([sys.executable, "scripts/infer.py", str(la_tiny / "LA_E_2000000.flac"), "--config",
+                             "config/AASIST-L.json", "--model_path", str(reference_dir / "weights" / "AASIST-L.pth"),
+                             "--calibration", str(tmp_path / "calib.json"), "--output", str(tmp_path / "r.json")],
+                            cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads((tmp_path / "r.json").read_text())["files"]
+    assert row["llr"] == pytest.approx(0.5 * row["score"] - 1.0) and "LLR" in result.stdout
