@@ -23,7 +23,9 @@ from scipy.signal import firwin, resample_poly
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from data_utils.augment import Augmenter
 from data_utils.corpora import get_corpus
+from utils.config import AugmentationConfig
 from utils.errors import InputError
 from utils.score_files import ASVScores, read_asv_scores
 
@@ -372,19 +374,29 @@ class _Utterances(Dataset):
 
 
 class TrainDataset(_Utterances):
-    """Training items: a random ``nb_samp`` window of each utterance and its label.
+    """Training items: a random ``nb_samp`` window of each utterance, augmented first where ``augment`` is
+    given (the whole utterance, before the crop, as RawBoost was published), and its label.
 
     Each file is read when its item is requested. Index it with ``(index, crop_seed)`` pairs from
-    :class:`TrainSampler`: the crop then depends only on the run's seed, the epoch and the item, not
-    on which worker reads it, so runs are reproducible and a resumed run equals an uninterrupted one.
-    A plain integer index draws the crop from numpy's global generator.
+    :class:`TrainSampler`: the crop, and every draw of the augmentation, then depend only on the run's
+    seed, the epoch and the item, not on which worker reads it, so runs are reproducible and a resumed run
+    equals an uninterrupted one. The crop is ``default_rng(crop_seed)``'s, with or without augmentation
+    (which keeps the length). A plain integer index draws from numpy's global generator.
     """
+
+    def __init__(self, entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, nb_samp: int,
+                 augment: Augmenter | None = None):
+        super().__init__(entries, audio_dir, nb_samp)
+        self.augment = augment
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         """Returns: waveform (nb_samp,) float32, label (1 bona fide, 0 spoof)."""
         index, crop_seed = key if isinstance(key, tuple) else (key, None)
+        x = self.read(index)
+        if self.augment is not None:
+            x = self.augment(x, crop_seed if crop_seed is not None else int(np.random.randint(2**63)))
         rng = None if crop_seed is None else np.random.default_rng(crop_seed)
-        return torch.from_numpy(random_crop(self.read(index), self.nb_samp, rng)), self.entries[index].label
+        return torch.from_numpy(random_crop(x, self.nb_samp, rng)), self.entries[index].label
 
 
 class TrainSampler(Sampler):
@@ -434,7 +446,7 @@ class Split:
 
 def load_split(database_path: str | os.PathLike, split: str, nb_samp: int,
                asv_score_path: str | os.PathLike | None = None, asv_required: bool = False,
-               corpus: str = LA2019) -> Split:
+               corpus: str = LA2019, augmentation: AugmentationConfig | None = None) -> Split:
     """Read a split's protocol, check it (``check_split``: before any long job), and read the ASV
     scores for its min t-DCF.
 
@@ -443,7 +455,10 @@ def load_split(database_path: str | os.PathLike, split: str, nb_samp: int,
             ``asv_required``, which makes that an error.
         corpus: ``asvspoof2019_la`` (the layout above) or a corpus of ``data_utils.corpora`` that has
             training splits (``asvspoof5``).
+        augmentation: the config's ``augmentation``, for the train split; dev and eval ignore it (they
+            are never augmented). Its codecs are checked here, so a missing one stops the run at start-up.
     """
+    augment = Augmenter.from_config(augmentation) if split == "train" else None
     if corpus == LA2019:
         paths = split_paths(database_path, split)
         entries = read_protocol(paths.protocol)
@@ -456,7 +471,7 @@ def load_split(database_path: str | os.PathLike, split: str, nb_samp: int,
         entries, paths = [ProtocolEntry(*row) for row in rows], SplitPaths(audio_dir, protocol, None)
     check_split(split, paths, entries)
     if split == "train":
-        return Split(TrainDataset(entries, paths.audio_dir, nb_samp))
+        return Split(TrainDataset(entries, paths.audio_dir, nb_samp, augment))
     asv = None
     if asv_score_path is not None:
         if asv_required or Path(asv_score_path).is_file():

@@ -32,94 +32,15 @@ Where this differs from the published code on purpose: it runs on NumPy 2. The p
 recent NumPy 2 refuses (``TypeError: only 0-dimensional arrays can be converted to Python scalars``); here
 each value is drawn as a scalar, which consumes the same single number from the stream.
 """
-import dataclasses
-import math
-from dataclasses import dataclass
-from typing import Any, Mapping
 
 import numpy as np
 from scipy import signal
 
+from utils.config import RAWBOOST_ALGORITHMS as ALGORITHMS, RawBoostParams
 from utils.errors import InputError
 
-ALGORITHMS = {
-    0: "none",
-    1: "LnL convolutive noise",
-    2: "ISD impulsive noise",
-    3: "SSI coloured additive noise",
-    4: "LnL -> ISD -> SSI",
-    5: "LnL -> ISD",
-    6: "LnL -> SSI",
-    7: "ISD -> SSI",
-    8: "LnL + ISD in parallel",
-}
 LA_ALGO = 5  # SSL_Anti-spoofing main_SSL_LA.py default, for ASVspoof 2021 LA
 DF_ALGO = 3  # SSL_Anti-spoofing main_SSL_DF.py default, for ASVspoof 2021 DF
-
-
-@dataclass(frozen=True)
-class RawBoostParams:
-    """RawBoost's parameters, with the published names and defaults (RawBoost-antispoofing ``main.py``).
-
-    Frequencies in Hz, gains in dB, filter lengths in taps, ``P`` in percent of the samples.
-    """
-
-    # LnL convolutive noise
-    N_f: int = 5                    # number of signal powers x, x^2, ..., x^N_f summed
-    nBands: int = 5                 # notch bands per filter (LnL and SSI)
-    minF: float = 20                # band centre frequency range, Hz
-    maxF: float = 8000
-    minBW: float = 100              # band width range, Hz
-    maxBW: float = 1000
-    minCoeff: int = 10              # FIR length range per band, taps (made odd)
-    maxCoeff: int = 100
-    minG: float = 0                 # filter gain range, dB
-    maxG: float = 0
-    minBiasLinNonLin: float = 5     # subtracted from minG / maxG for the powers x^2 ... x^N_f, dB
-    maxBiasLinNonLin: float = 20
-    # ISD impulsive noise
-    P: float = 10                   # at most P percent of the samples are disturbed
-    g_sd: float = 2                 # gain of the disturbance
-    # SSI coloured additive noise
-    SNRmin: float = 10              # SNR range, dB
-    SNRmax: float = 40
-
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if f.type is int:
-                if not (is_number and isinstance(value, int)):
-                    raise InputError(f"rawboost.{f.name} must be an int, got {value!r}")
-            elif not (is_number and math.isfinite(value)):
-                raise InputError(f"rawboost.{f.name} must be a finite number, got {value!r}")
-        _check(self.N_f >= 1, "N_f", "at least 1", self.N_f)
-        _check(self.nBands >= 1, "nBands", "at least 1", self.nBands)
-        _check(0 < self.minF <= self.maxF, "minF", "positive and at most maxF", self.minF)
-        _check(0 < self.minBW <= self.maxBW, "minBW", "positive and at most maxBW", self.minBW)
-        _check(1 <= self.minCoeff <= self.maxCoeff, "minCoeff", "at least 1 and at most maxCoeff", self.minCoeff)
-        _check(0 <= self.P <= 100, "P", "a percentage in [0, 100]", self.P)
-        _check(self.g_sd >= 0, "g_sd", "non-negative", self.g_sd)
-        _check(self.SNRmin <= self.SNRmax, "SNRmin", "at most SNRmax", self.SNRmin)
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "RawBoostParams":
-        """Build from a config dict; keys left out keep their defaults, unknown keys are an ``InputError``."""
-        if not isinstance(raw, Mapping):
-            raise InputError(f"rawboost parameters must be a JSON object, got {type(raw).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(raw) - set(names))
-        if unknown:
-            raise InputError(f"unknown RawBoost parameter(s) {', '.join(unknown)}; valid: {', '.join(names)}")
-        return cls(**raw)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def _check(ok: bool, key: str, rule: str, value) -> None:
-    if not ok:
-        raise InputError(f"rawboost.{key} must be {rule}, got {value!r}")
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ throughout) run as the published code ran it: fp32 eager mode, on CUDA with the 
 cuDNN settings (deterministic) and PyTorch's default TF32 convolutions. The ratio columns are each
 mode's throughput over the baseline's, measured in the same run. Times are medians of
 --repeats timed repeats after --warmup untimed ones, with device synchronisation. Loader speed is
-items/s of one worker reading flac and cropping.
+items/s of one worker reading flac and cropping; with --loader_augment, also with each RawBoost algorithm
+and each codec round trip (every item augmented) before the crop.
 """
 import argparse
 import json
@@ -24,6 +25,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from data_utils import ProtocolEntry, TrainDataset  # noqa: E402
+from data_utils.augment import CODECS, Augmenter  # noqa: E402
+from data_utils.rawboost import ALGORITHMS  # noqa: E402
 from models import AASIST, load_state_dict  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from utils.config import load_config  # noqa: E402
@@ -54,14 +57,32 @@ def parse_mode(spec: str) -> dict:
     return {"name": name, "spec": spec, "fast": True, "speed": speed}
 
 
-def measure_loader(nb_samp: int, data_dir: Path | None, num_items: int) -> float:
-    """Items/s of one loader worker: read a flac, random crop (or repeat-pad) to nb_samp."""
+def loader_augmenters() -> dict[str, Augmenter]:
+    """Each RawBoost algorithm, and each codec the installed libsndfile has, applied to every item
+    (codec compression levels drawn from [0.1, 0.9])."""
+    augmenters = {f"RawBoost {algo} ({name})": Augmenter(rawboost_algo=algo)
+                  for algo, name in ALGORITHMS.items() if algo}
+    for codec in CODECS:
+        try:
+            augmenters[f"{codec} round trip"] = Augmenter(codec_prob=1.0, codecs=[codec])
+        except InputError as e:
+            print(f"loader: {codec} skipped: {user_message(e)}", file=sys.stderr)
+    return augmenters
+
+
+def measure_loader(nb_samp: int, data_dir: Path | None, num_items: int,
+                   augment: bool = False) -> tuple[float, dict[str, float]]:
+    """Items/s of one loader worker reading a flac and cropping (or repeat-padding) it to nb_samp; and with
+    `augment`, {augmentation: items/s} with each of `loader_augmenters` applied before the crop."""
     with tempfile.TemporaryDirectory() as tmp:
         files = sorted(data_dir.glob("*.flac"))[:num_items] if data_dir else write_noise_flacs(Path(tmp), num_items)
         if not files:
             raise InputError(f"no .flac files in {data_dir}")
         entries = [ProtocolEntry("-", f.stem, "-", "bonafide") for f in files]
-        return items_per_second(TrainDataset(entries, files[0].parent, nb_samp))
+        plain = items_per_second(TrainDataset(entries, files[0].parent, nb_samp))
+        augmented = {name: items_per_second(TrainDataset(entries, files[0].parent, nb_samp, augmenter))
+                     for name, augmenter in (loader_augmenters() if augment else {}).items()}
+        return plain, augmented
 
 
 def default_modes(device: torch.device, precisions: list[str], compile_too: bool) -> list[str]:
@@ -74,7 +95,8 @@ def default_modes(device: torch.device, precisions: list[str], compile_too: bool
     return modes
 
 
-def print_table(device_name: str, rows: list[dict], batch_size: int, eval_batch_size: int, loader: float) -> None:
+def print_table(device_name: str, rows: list[dict], batch_size: int, eval_batch_size: int, loader: float,
+                augmented: dict[str, float]) -> None:
     base = rows[0]
     print(f"\n{device_name}: train batch {batch_size}, scoring batch {eval_batch_size}")
     print(f"{'mode':<40} {'train samp/s':>12} {'ratio':>6} {'score samp/s':>12} {'ratio':>6} "
@@ -92,6 +114,8 @@ def print_table(device_name: str, rows: list[dict], batch_size: int, eval_batch_
           f"{int(np.ceil(best_train / loader))} workers to train, {int(np.ceil(best_score / loader))} to score")
     if any("max_abs_logit_diff_vs_fp32" in r for r in rows):
         print("max|dlogit|: largest logit difference from fp32 eager on the scoring batch, same weights")
+    for name, rate in augmented.items():
+        print(f"loader + {name}: {rate:.0f} items/s per worker")
 
 
 def measure_all(modes: list[dict], config, device, batch_size: int, eval_batch_size: int, args, state_dict):
@@ -115,7 +139,7 @@ def measure_all(modes: list[dict], config, device, batch_size: int, eval_batch_s
         rows.append(row)
         print(f"{row['mode']}: train {row['train_samples_per_s']:.1f}, score {row['score_samples_per_s']:.1f} samples/s",
               flush=True)
-    return rows, measure_loader(nb_samp, args.loader_data, args.loader_items)
+    return rows, measure_loader(nb_samp, args.loader_data, args.loader_items, args.loader_augment)
 
 
 def main(argv=None) -> int:
@@ -135,6 +159,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
     p.add_argument("--loader_data", type=Path, default=None, help="folder of flac files for the loader (default: generated)")
     p.add_argument("--loader_items", type=int, default=64, help="files the loader measurement reads")
+    p.add_argument("--loader_augment", action="store_true",
+                   help="also time the loader with each RawBoost algorithm (1-8) and each codec round trip")
     p.add_argument("--profile", type=Path, default=None, help="append each mode's top operators (torch.profiler) here")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
@@ -151,13 +177,15 @@ def main(argv=None) -> int:
         eval_batch_size = args.eval_batch_size or (256 if device.type == "cuda" else batch_size)
         device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                        else f"CPU ({torch.get_num_threads()} threads)")
-        rows, loader = measure_all(modes, config, device, batch_size, eval_batch_size, args, state_dict)
-        print_table(device_name, rows, batch_size, eval_batch_size, loader)
+        rows, (loader, augmented) = measure_all(modes, config, device, batch_size, eval_batch_size, args, state_dict)
+        print_table(device_name, rows, batch_size, eval_batch_size, loader, augmented)
         if args.json is not None:
+            report = {"device": device_name, "torch": torch.__version__, "batch_size": batch_size,
+                      "eval_batch_size": eval_batch_size, "modes": rows, "loader_items_per_s_per_worker": loader}
+            if args.loader_augment:
+                report["loader_augmented_items_per_s_per_worker"] = augmented
             with atomic_open(args.json) as f:
-                json.dump({"device": device_name, "torch": torch.__version__, "batch_size": batch_size,
-                           "eval_batch_size": eval_batch_size, "modes": rows,
-                           "loader_items_per_s_per_worker": loader}, f, indent=2)
+                json.dump(report, f, indent=2)
     except InputError as e:  # a bad config or mode, no flac files for the loader, an unwritable --json path
         print(f"error: {user_message(e)}", file=sys.stderr)
         return 2

@@ -79,7 +79,8 @@ def train_in(run_dir: Path, config: Config, seed: int, checkpoint: dict | None, 
     root, nb_samp = Path(config.database_path), config.model_config.nb_samp
     asv_paths = {"dev": root / config.dev_asv_score_path, "eval": root / config.asv_score_path}
     names = ("train", "dev") + (("eval",) if config.eval_all_best or config.swa_max_dev_eer > 0 else ())
-    splits = {name: load_split(root, name, nb_samp, asv_paths.get(name), corpus=config.corpus) for name in names}
+    splits = {name: load_split(root, name, nb_samp, asv_paths.get(name), corpus=config.corpus,
+                               augmentation=config.augmentation) for name in names}
     for name in names[1:]:
         if splits[name].asv is None:
             say(dist_info, f"note: no ASV scores at {asv_paths[name]}: {name} min t-DCF is not computed, EER only")

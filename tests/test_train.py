@@ -58,8 +58,10 @@ def state_dicts_equal(a: Path, b: Path) -> bool:
 @pytest.fixture(scope="module")
 def finished_run(repo_root, corpus, tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("run")
-    # Two loader workers (persistent), as a real run has: resuming must not depend on them.
-    config = tiny_config(repo_root, corpus, tmp / "tiny.json", num_epochs=3, num_workers=2)
+    # Two loader workers (persistent), as a real run has, and augmentation (RawBoost 5, the LA recipe, and
+    # codecs on half the utterances): resuming must depend on neither.
+    config = tiny_config(repo_root, corpus, tmp / "tiny.json", num_epochs=3, num_workers=2,
+                         augmentation={"rawboost_algo": 5, "codec_prob": 0.5, "codecs": ["mp3", "vorbis"]})
     result = run_train(repo_root, "--config", str(config), "--output_dir", str(tmp / "run"), "--seed", "7")
     assert result.returncode == 0, result.stderr
     return config, tmp / "run"

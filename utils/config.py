@@ -5,6 +5,9 @@ rate, NaN anywhere, an `nb_samp` too short for the encoder) is an `InputError` t
 (e.g. `optim_config.base_lr`), raised on load rather than an epoch into training. The published
 repository's `AASIST.conf` / `AASIST-L.conf` load unchanged: their string booleans
 (`"amsgrad": "False"`) become real booleans here and nowhere else.
+
+The optional `augmentation` object (absent: none, and training is what it always was) is
+`AugmentationConfig`; its `rawboost` object is `RawBoostParams` (used by data_utils/rawboost.py).
 """
 import dataclasses
 import json
@@ -14,13 +17,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from .errors import InputError
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("cosine", "multistep", "sgdr", "keras_decay", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
+CODECS = ("mp3", "vorbis", "opus")  # the lossy codecs of data_utils/augment.py
 DEFAULT_NB_SAMP = 64600  # samples (~4 s at 16 kHz) the model takes: the published model_config's nb_samp
 
 
@@ -108,6 +112,120 @@ class OptimConfig:
                 _check(getattr(self, key) >= 1, f"optim_config.{key}", "at least 1", getattr(self, key))
 
 
+RAWBOOST_ALGORITHMS = {  # data_utils/rawboost.py
+    0: "none",
+    1: "LnL convolutive noise",
+    2: "ISD impulsive noise",
+    3: "SSI coloured additive noise",
+    4: "LnL -> ISD -> SSI",
+    5: "LnL -> ISD",
+    6: "LnL -> SSI",
+    7: "ISD -> SSI",
+    8: "LnL + ISD in parallel",
+}
+
+
+@dataclass(frozen=True)
+class RawBoostParams:
+    """RawBoost's parameters, with the published names and defaults (RawBoost-antispoofing ``main.py``).
+
+    Frequencies in Hz, gains in dB, filter lengths in taps, ``P`` in percent of the samples.
+    """
+
+    # LnL convolutive noise
+    N_f: int = 5                    # number of signal powers x, x^2, ..., x^N_f summed
+    nBands: int = 5                 # notch bands per filter (LnL and SSI)
+    minF: float = 20                # band centre frequency range, Hz
+    maxF: float = 8000
+    minBW: float = 100              # band width range, Hz
+    maxBW: float = 1000
+    minCoeff: int = 10              # FIR length range per band, taps (made odd)
+    maxCoeff: int = 100
+    minG: float = 0                 # filter gain range, dB
+    maxG: float = 0
+    minBiasLinNonLin: float = 5     # subtracted from minG / maxG for the powers x^2 ... x^N_f, dB
+    maxBiasLinNonLin: float = 20
+    # ISD impulsive noise
+    P: float = 10                   # at most P percent of the samples are disturbed
+    g_sd: float = 2                 # gain of the disturbance
+    # SSI coloured additive noise
+    SNRmin: float = 10              # SNR range, dB
+    SNRmax: float = 40
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if f.type is int:
+                if not (is_number and isinstance(value, int)):
+                    raise InputError(f"rawboost.{f.name} must be an int, got {value!r}")
+            elif not (is_number and math.isfinite(value)):
+                raise InputError(f"rawboost.{f.name} must be a finite number, got {value!r}")
+        _check_rawboost(self.N_f >= 1, "N_f", "at least 1", self.N_f)
+        _check_rawboost(self.nBands >= 1, "nBands", "at least 1", self.nBands)
+        _check_rawboost(0 < self.minF <= self.maxF, "minF", "positive and at most maxF", self.minF)
+        _check_rawboost(0 < self.minBW <= self.maxBW, "minBW", "positive and at most maxBW", self.minBW)
+        _check_rawboost(1 <= self.minCoeff <= self.maxCoeff, "minCoeff", "at least 1 and at most maxCoeff", self.minCoeff)
+        _check_rawboost(0 <= self.P <= 100, "P", "a percentage in [0, 100]", self.P)
+        _check_rawboost(self.g_sd >= 0, "g_sd", "non-negative", self.g_sd)
+        _check_rawboost(self.SNRmin <= self.SNRmax, "SNRmin", "at most SNRmax", self.SNRmin)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "RawBoostParams":
+        """Build from a config dict; keys left out keep their defaults, unknown keys are an ``InputError``."""
+        if not isinstance(raw, Mapping):
+            raise InputError(f"rawboost parameters must be a JSON object, got {type(raw).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(raw) - set(names))
+        if unknown:
+            raise InputError(f"unknown RawBoost parameter(s) {', '.join(unknown)}; valid: {', '.join(names)}")
+        return cls(**raw)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_rawboost(ok: bool, key: str, rule: str, value) -> None:
+    if not ok:
+        raise InputError(f"rawboost.{key} must be {rule}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    """Training-data augmentation (data_utils/augment.py): RawBoost, then with probability `codec_prob`
+    a lossy codec, applied to the whole training utterance before the crop; never to dev or eval.
+
+    `codec_compression` is the range of libsndfile's compression level, drawn uniformly per utterance:
+    0 is the highest quality (largest file), 1 the lowest; each codec maps it to its own bitrates.
+    """
+    rawboost_algo: int = 0                 # 0 none; 1-8 the published algorithms (LA: 5, DF: 3)
+    rawboost: RawBoostParams = field(default_factory=RawBoostParams)  # the published defaults
+    codec_prob: float = 0.0
+    codecs: list[str] = field(default_factory=lambda: list(CODECS))
+    codec_compression: list[float] = field(default_factory=lambda: [0.1, 0.9])
+
+    def __post_init__(self):
+        if self.rawboost_algo not in RAWBOOST_ALGORITHMS:
+            raise InputError("augmentation.rawboost_algo must be one of "
+                             + ", ".join(f"{k} ({v})" for k, v in RAWBOOST_ALGORITHMS.items())
+                             + f"; got {self.rawboost_algo!r}")
+        _check(0 <= self.codec_prob <= 1, "augmentation.codec_prob", "a probability in [0, 1]", self.codec_prob)
+        for i, codec in enumerate(self.codecs):
+            _check(codec in CODECS, f"augmentation.codecs[{i}]", f"one of {', '.join(CODECS)}", codec)
+        _check(len(set(self.codecs)) == len(self.codecs), "augmentation.codecs", "without repeats", self.codecs)
+        if self.codec_prob > 0:
+            _check(len(self.codecs) > 0, "augmentation.codecs", "non-empty when codec_prob > 0", self.codecs)
+        _check_len(self.codec_compression, 2, "augmentation.codec_compression")
+        low, high = self.codec_compression
+        _check(0 <= low <= high <= 1, "augmentation.codec_compression", "[low, high] with 0 <= low <= high <= 1",
+               self.codec_compression)
+
+    @property
+    def active(self) -> bool:
+        """Whether it changes anything: without RawBoost and codecs, training reads exactly as without it."""
+        return self.rawboost_algo != 0 or self.codec_prob > 0
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole run: data, model, optimiser, training and scoring settings."""
@@ -139,6 +257,7 @@ class Config:
     compile: Optional[bool] = None
     channels_last: Optional[bool] = None   # None: channels-last layout on CUDA in bf16
     cuda_graphs: Optional[bool] = None     # None: compiled graphs replayed as CUDA graphs on one GPU, not DDP
+    augmentation: Optional[AugmentationConfig] = None  # training data only; None: no augmentation
 
     def loader_workers(self) -> int:
         """`num_workers`, or by default one per CPU core up to 8 (a worker reads about 1,000 files/s:
@@ -193,7 +312,11 @@ def config_to_dict(config: Config) -> dict:
 
 # --- validation ------------------------------------------------------------------------------
 
-_NESTED = {"model_config": ModelConfig, "optim_config": OptimConfig}
+def _nested_class(hint):
+    """The dataclass a field holds (through Optional), or None for a plain value."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint if dataclasses.is_dataclass(hint) else None
 
 
 def _build(cls, raw: Any, prefix: str):
@@ -213,8 +336,10 @@ def _build(cls, raw: Any, prefix: str):
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise InputError(f"missing key {key}")
             continue
-        if name in _NESTED:
-            values[name] = _build(_NESTED[name], raw[name], prefix=key + ".")
+        nested = _nested_class(hints[name])
+        if nested is not None:
+            optional = hints[name] is not nested
+            values[name] = None if optional and raw[name] is None else _build(nested, raw[name], prefix=key + ".")
         else:
             values[name] = _coerce(raw[name], hints[name], key)
     return cls(**values)
