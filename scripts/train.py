@@ -107,14 +107,18 @@ def main(argv=None) -> int:
         print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     dist_info = init_distributed(device_type)
+    status, together = 0, True
     try:
         train(args, device_type, dist_info)
-    except (InputError, FloatingPointError) as e:
+    except FloatingPointError as e:  # every rank saw it (the losses are averaged first)
+        print(f"error: {e}", file=sys.stderr)
+        status = 2
+    except InputError as e:  # perhaps on this rank alone
         print(f"error: {user_message(e)}", file=sys.stderr)
-        return 2
-    finally:
-        cleanup(dist_info)
-    return 0
+        status, together = 2, False
+    # Here, not in the except blocks: their tracebacks hold the DDP model, which must be gone before gloo is.
+    cleanup(dist_info, together)
+    return status
 
 
 if __name__ == "__main__":

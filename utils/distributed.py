@@ -45,8 +45,13 @@ def gather_objects(obj, info: DistInfo) -> list:
     return out
 
 
-def cleanup(info: DistInfo) -> None:
+def cleanup(info: DistInfo, together: bool = False) -> None:
+    """Leave the process group. `together`: every rank is known to get here (the run ended, or stopped on
+    a NaN that all ranks saw): wait for the others first, since a rank that tears gloo down while another
+    still talks to it can abort. A rank that stops alone must not wait: nobody would come."""
     if info.enabled and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
