@@ -253,13 +253,25 @@ def _listing(title: str, items: Sequence, show: int) -> str:
     return "\n  ".join([head, *(str(item) for item in items[:show])])
 
 
+def _missing_files(paths: Sequence[Path]) -> list[Path]:
+    """The ``paths`` that do not exist, in order: one listing per folder, not a stat per file (the train
+    split has 25k files, 2021 DF eval 611k)."""
+    listings: dict[Path, set[str]] = {}
+    missing = []
+    for path in paths:
+        if path.parent not in listings:
+            try:
+                listings[path.parent] = set(os.listdir(path.parent))
+            except OSError as e:
+                raise InputError(f"cannot list audio directory {path.parent}: {e}") from None
+        if path.name not in listings[path.parent]:
+            missing.append(path)
+    return missing
+
+
 def _missing_audio(entries: Sequence[ProtocolEntry], audio_dir: Path) -> list[Path]:
     """The paths of the entries' flac files that ``audio_dir`` lacks, in protocol order."""
-    try:
-        present = set(os.listdir(audio_dir))  # one listing, not a stat per file: the train split has 25k files
-    except OSError as e:
-        raise InputError(f"cannot list audio directory {audio_dir}: {e}") from None
-    return [audio_path(audio_dir, e.utt_id) for e in entries if f"{e.utt_id}.flac" not in present]
+    return _missing_files([audio_path(audio_dir, e.utt_id) for e in entries])
 
 
 def check_audio_exists(entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, show: int = 5) -> None:
@@ -276,22 +288,12 @@ def check_audio_exists(entries: Sequence[ProtocolEntry], audio_dir: str | os.Pat
 
 
 def check_files_exist(paths: Sequence[Path], show: int = 5) -> None:
-    """Fail before a long job if any of ``paths`` is absent (one listing per folder, not a stat per file).
+    """Fail before a long job if any of ``paths`` is absent.
 
     Raises:
         InputError: giving how many files are missing and the first ``show``.
     """
-    listings: dict[Path, set[str]] = {}
-    missing = []
-    for path in paths:
-        folder = path.parent
-        if folder not in listings:
-            try:
-                listings[folder] = set(os.listdir(folder))
-            except OSError:
-                listings[folder] = set()
-        if path.name not in listings[folder]:
-            missing.append(path)
+    missing = _missing_files(paths)
     if missing:
         raise InputError(_listing(f"{len(missing)} of {len(paths)} audio files are missing", missing, show))
 

@@ -134,8 +134,8 @@ def score_corpus_with_model(args, dist_info) -> Path:
     device = torch.device("cuda", dist_info.local_rank) if args.device_type == "cuda" else torch.device("cpu")
     speed = resolve_speed(config, device, "score", precision=args.precision, compile=args.compile or None)
     model = maybe_compile(prepare_model(load_model(config, model_path, device), device, speed), speed)
-    if dist_info.is_main and score_file.exists():
-        print(f"note: replacing {score_file}, which an earlier evaluation wrote")
+    if dist_info.is_main:
+        note_if_replacing(score_file)
     score_to_file(model, AudioFiles(paths, trials.ids, config.model_config.nb_samp), score_file,
                   corpus.write_scores, args.batch_size or config.eval_batch_size or config.batch_size, device,
                   config.loader_workers(), dist_info, speed.precision, resume=args.resume, desc=args.corpus)
@@ -175,11 +175,22 @@ def evaluate_corpus(args) -> int:
     print(format_corpus_metrics(metrics))
     failed = []
     if args.json is not None:
-        try:
-            write_metrics_json(args.json, metrics)
-        except InputError as e:
-            failed.append(f"{e}; the metrics are only in the report above")
+        save_metrics(args.json, metrics, failed)
     return report_failures(failed)
+
+
+def note_if_replacing(score_file: Path) -> None:
+    """Another model's scores may be there (two weights files called best.pth): say so, never silently."""
+    if score_file.exists():
+        print(f"note: replacing {score_file}, which an earlier evaluation wrote")
+
+
+def save_metrics(path: Path, metrics: dict, failed: list[str]) -> None:
+    """Write the metrics JSON; a failure is added to ``failed``, the metrics having been printed already."""
+    try:
+        write_metrics_json(path, metrics)
+    except InputError as e:
+        failed.append(f"{e}; the metrics are only in the report above")
 
 
 def report_failures(messages: list[str]) -> int:
@@ -211,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         score_file = None
         if args.config is not None:
             cm, score_file, asv = score_with_model(args)
-            if score_file.exists():  # another model's scores may be there: say so, never silently
-                print(f"note: replacing {score_file}, which an earlier evaluation wrote")
+            note_if_replacing(score_file)
             try:
                 write_cm_scores(score_file, cm)
                 print(f"scores: {score_file}")
@@ -235,10 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         except InputError as e:
             failed.append(str(e))
     if args.json is not None:
-        try:
-            write_metrics_json(args.json, metrics)
-        except InputError as e:
-            failed.append(f"{e}; the metrics are only in the report above")
+        save_metrics(args.json, metrics, failed)
     return report_failures(failed)
 
 

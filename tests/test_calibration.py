@@ -45,11 +45,6 @@ def test_training_prior_of_aasist_on_2019_la():
         training_prior_log_odds(0, 10)
 
 
-def test_class_weights_are_those_of_training():
-    training = pytest.importorskip("utils.training", reason="utils.training needs torch")
-    assert tuple(training.CLASS_WEIGHTS) == CLASS_WEIGHTS
-
-
 def test_llr_from_logits_is_log_odds_less_prior():
     logits = np.array([[0.0, 0.0], [1.0, 3.0], [2.5, -1.0]])  # (N, 2): spoof, bona fide
     prior = training_prior_log_odds(*LA19_TRAIN_COUNTS)

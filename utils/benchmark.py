@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.precision import Speed, autocast, maybe_compile
-from utils.training import CLASS_WEIGHTS
+from utils.config import CLASS_WEIGHTS
 
 
 def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:

@@ -25,13 +25,10 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
 
+from utils.config import CLASS_WEIGHTS
 from utils.errors import InputError
 from utils.io import atomic_open, printable_path
 from utils.metrics import DCF_C_FA, DCF_C_MISS, DCF_P_SPOOF, check_scores
-
-# The published weighted cross-entropy's class weights, (spoof, bona fide): utils/training.py's CLASS_WEIGHTS,
-# repeated here so that calibration does not import torch (tests/test_calibration.py checks they agree).
-CLASS_WEIGHTS = (0.1, 0.9)
 
 # ASVspoof 2019 LA train protocol (ASVspoof2019.LA.cm.train.trn.txt): bona fide and spoof trials.
 LA19_TRAIN_COUNTS = (2580, 22800)

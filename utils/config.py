@@ -25,6 +25,7 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("cosine", "multistep", "sgdr", "keras_decay", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 CODECS = ("mp3", "vorbis", "opus")  # the lossy codecs of data_utils/augment.py
+CLASS_WEIGHTS = (0.1, 0.9)  # spoof, bona fide: the published weighted cross-entropy
 DEFAULT_NB_SAMP = 64600  # samples (~4 s at 16 kHz) the model takes: the published model_config's nb_samp
 
 

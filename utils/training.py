@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from utils.config import Config, config_from_dict, config_to_dict
+from utils.config import CLASS_WEIGHTS, Config, config_from_dict, config_to_dict
 from utils.distributed import DistInfo, average_across_ranks_, gather_objects
 from utils.errors import InputError
 from utils.io import atomic_open, atomic_torch_save
@@ -35,7 +35,6 @@ from utils.precision import Speed, autocast, maybe_compile
 from utils.score_files import CMScores, compute_metrics, write_cm_scores
 from utils.scoring import score_dataset
 
-CLASS_WEIGHTS = [0.1, 0.9]  # spoof, bona fide: the published weighted cross-entropy
 CHECKPOINT = "checkpoint.pth"
 LOCK = "run.lock"  # in the run folder while a run owns it: "<host> <pid>"
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "swa_model", "run_state", "rng", "config", "seed")
