@@ -24,6 +24,7 @@ from utils.config import Config, load_config  # noqa: E402
 from utils.distributed import DistInfo, cleanup, init_distributed  # noqa: E402
 from utils.errors import InputError, user_message  # noqa: E402
 from utils.precision import prepare_model, resolve_speed  # noqa: E402
+from utils.provenance import mark_finished, record_session, session_record  # noqa: E402
 from utils.training import (CHECKPOINT, build_run, fit, load_checkpoint, run_folder_lock, say,  # noqa: E402
                             seed_everything)
 
@@ -66,11 +67,12 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
     with run_folder_lock(run_dir, dist_info):
         if checkpoint is None and (run_dir / CHECKPOINT).exists():
             raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --output_dir")
-        train_in(run_dir, config, seed, checkpoint, device_type, dist_info)
+        train_in(run_dir, config, seed, checkpoint, device_type, dist_info,
+                 config_name=args.config.stem if args.config is not None else None)
 
 
 def train_in(run_dir: Path, config: Config, seed: int, checkpoint: dict | None, device_type: str,
-             dist_info: DistInfo) -> None:
+             dist_info: DistInfo, config_name: str | None = None) -> None:
     device = torch.device(device_type, dist_info.local_rank) if device_type == "cuda" else torch.device("cpu")
     if config.batch_size % dist_info.world_size:
         raise InputError(f"batch_size {config.batch_size} does not divide over {dist_info.world_size} processes")
@@ -94,7 +96,11 @@ def train_in(run_dir: Path, config: Config, seed: int, checkpoint: dict | None, 
     say(dist_info, f"run folder: {run_dir}  device: {device}  precision: {speed.precision}  "
                    f"processes: {dist_info.world_size}  "
                    f"train/dev: {len(splits['train'].dataset)}/{len(splits['dev'].dataset)} utterances")
+    if dist_info.is_main:  # what produced the numbers (scripts/report.py prints it under its tables)
+        record_session(run_dir, config, seed, session_record(device, speed, dist_info.world_size), config_name)
     fit(run)
+    if dist_info.is_main:
+        mark_finished(run_dir)
     say(dist_info, f"done: best dev EER {run.state.best_dev_eer:.3f} % at epoch {run.state.best_epoch}; "
                    f"weights in {run_dir / 'weights'}")
 

@@ -1,0 +1,112 @@
+"""What produced a run's numbers: `<run>/run_info.json`, written by scripts/train.py.
+
+    {"seed": 7, "config_name": "config", "config_sha256": "...",
+     "sessions": [{"started": ..., "git_commit": ..., "git_dirty": false, "python": ..., "torch": ...,
+                   "cuda": ..., "cudnn": ..., "numpy": ..., "device": "NVIDIA H200", "processes": 1,
+                   "precision": "bf16", "channels_last": true, "compile": true, "cuda_graphs": true}, ...],
+     "finished": "2026-12-01T12:00:00+00:00" | null}
+
+One session per start or resume of the run, so a run resumed on another machine says so. The resolved
+config itself is `<run>/config.json`; its hash is over the canonical JSON of that config, so two runs
+of one config share it whatever the seed. scripts/report.py groups runs by it and warns when runs it
+averages differ in any session field.
+"""
+import datetime
+import hashlib
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.config import Config, config_to_dict
+from utils.io import atomic_open
+
+RUN_INFO = "run_info.json"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The session fields that may change a number; report.py warns when averaged runs differ in one.
+COMPARED = ("git_commit", "git_dirty", "python", "torch", "cuda", "cudnn", "numpy", "device", "processes",
+            "precision", "channels_last", "compile", "cuda_graphs")
+
+
+def config_sha256(config: Config) -> str:
+    """Hash of the resolved config (sorted keys, no whitespace): equal configs, equal hashes."""
+    text = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def session_record(device: torch.device, speed, processes: int) -> dict:
+    """The code, software, hardware and speed settings of this process, for one session of a run."""
+    commit, dirty = _git_state()
+    return {
+        "started": _now(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "numpy": np.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "processes": processes,
+        "precision": speed.precision,
+        "channels_last": speed.channels_last,
+        "compile": speed.compile,
+        "cuda_graphs": speed.cuda_graphs,
+    }
+
+
+def record_session(run_dir: Path, config: Config, seed: int, session: dict, config_name: str | None) -> None:
+    """Add a session to `run_dir`'s run_info.json (made on the first), atomically."""
+    info = read_run_info(run_dir) or {"seed": seed, "config_name": config_name or "config",
+                                      "config_sha256": config_sha256(config), "sessions": [], "finished": None}
+    info["sessions"].append(session)
+    _write(run_dir, info)
+
+
+def mark_finished(run_dir: Path) -> None:
+    """The run has trained every epoch and saved its weight average: a sweep need not touch it again."""
+    info = read_run_info(run_dir)
+    info["finished"] = _now()
+    _write(run_dir, info)
+
+
+def read_run_info(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / RUN_INFO
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write(run_dir: Path, info: dict) -> None:
+    with atomic_open(Path(run_dir) / RUN_INFO) as f:
+        json.dump(info, f, indent=2)
+        f.write("\n")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_state() -> tuple[str | None, bool | None]:
+    """HEAD's commit and whether tracked files differ from it; (None, None) outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None, None
+        changes = git("status", "--porcelain", "--untracked-files=no")
+        return head.stdout.strip(), bool(changes.stdout.strip()) if changes.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

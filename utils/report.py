@@ -1,0 +1,265 @@
+"""Results of many runs in one table: mean +- sample standard deviation, best and worst, per config.
+
+A run folder (scripts/train.py, scripts/sweep.py) gives these metrics:
+
+- ``dev_eer_percent``, ``dev_min_tdcf``: the selected (best dev) epoch, from ``metric_log.txt``;
+- ``<corpus>_<figure>``: ``evaluation/best_<corpus>.json`` (the best-dev model scored by scripts/evaluate.py),
+  e.g. ``asvspoof2019_la_eer_percent``, ``asvspoof2021_df_min_tdcf``, ``in_the_wild_eer_percent``;
+- ``swa_<corpus>_<figure>``: the same for the weight average (``evaluation/swa_<corpus>.json``);
+- ``<corpus>_eer_percent[<attack>]`` (and ``swa_...``): EER per attack (2019) or per attack pooled over
+  conditions (the other corpora's tables).
+
+Every figure is an error (lower is better), so a metric's "best" is its minimum. Runs are grouped by
+their config's hash (utils/provenance.py): two runs are averaged only if their configs are equal.
+"""
+import csv
+import io
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from utils.errors import InputError
+from utils.provenance import COMPARED, RUN_INFO, read_run_info
+
+FIGURES = ("eer_percent", "min_tdcf", "min_dcf", "act_dcf", "cllr_bits", "a_dcf", "t_eer_percent")
+LABELS = {"eer_percent": "EER (%)", "min_tdcf": "min t-DCF", "min_dcf": "minDCF", "act_dcf": "actDCF",
+          "cllr_bits": "Cllr (bits)", "a_dcf": "a-DCF", "t_eer_percent": "t-EER (%)"}
+MODELS = ("best", "swa")  # the best-dev model and the weight average
+FORMATS = ("markdown", "csv", "latex", "json")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    seed: int
+    config_name: str
+    config_sha256: str
+    sessions: list
+    metrics: dict = field(default_factory=dict)  # metric name -> float
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run folders among `paths`: each is a run folder (holds run_info.json) or a folder of them (a sweep)."""
+    runs = []
+    for path in paths:
+        if (path / RUN_INFO).is_file():
+            runs.append(path)
+        elif path.is_dir():
+            found = sorted(p.parent for p in path.glob(f"*/{RUN_INFO}"))
+            if not found:
+                raise InputError(f"{path} holds no run (no {RUN_INFO} in it or in its sub-folders)")
+            runs += found
+        else:
+            raise InputError(f"run folder not found: {path}")
+    return runs
+
+
+def read_run(run_dir: Path) -> RunResult:
+    """A run's provenance and every metric its files give."""
+    info = read_run_info(run_dir)
+    try:
+        result = RunResult(run_dir, info["seed"], info["config_name"], info["config_sha256"], info["sessions"])
+    except (KeyError, TypeError) as e:
+        raise InputError(f"{run_dir / RUN_INFO}: missing {e}") from None
+    result.metrics.update(dev_metrics(run_dir / "metric_log.txt"))
+    for path in sorted((run_dir / "evaluation").glob("*.json")):
+        model, _, corpus = path.stem.partition("_")
+        if model in MODELS and corpus:
+            prefix = "" if model == "best" else "swa_"
+            result.metrics.update(evaluation_metrics(path, prefix + corpus))
+    return result
+
+
+def dev_metrics(metric_log: Path) -> dict:
+    """Dev EER and min t-DCF of the selected epoch: the last with the lowest dev EER (ties count, as in training)."""
+    if not metric_log.is_file():
+        return {}
+    rows = list(csv.DictReader(metric_log.read_text().splitlines(), delimiter="\t"))
+    if not rows:
+        return {}
+    try:
+        eers = [float(r["dev_eer_percent"]) for r in rows]
+    except (KeyError, ValueError):
+        raise InputError(f"{metric_log}: not a metric log (a column dev_eer_percent of numbers)") from None
+    best = max(i for i, e in enumerate(eers) if e == min(eers))
+    out = {"dev_eer_percent": eers[best]}
+    if rows[best].get("dev_min_tdcf", "-") != "-":
+        out["dev_min_tdcf"] = float(rows[best]["dev_min_tdcf"])
+    return out
+
+
+def evaluation_metrics(path: Path, name: str) -> dict:
+    """The figures of one evaluate.py --json file, named ``<name>_<figure>``, with per-attack EERs."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read {path}: {e}") from None
+    out = {f"{name}_{f}": float(data[f]) for f in FIGURES if data.get(f) is not None}
+    per_attack = data.get("per_attack_eer_percent")  # 2019 LA
+    if per_attack is None and "eer_percent" in data.get("tables", {}):  # the other corpora: the pooled column
+        table = data["tables"]["eer_percent"]
+        pooled = [i for i, c in enumerate(table["columns"]) if str(c).lower() == "pooled"]
+        if pooled:
+            per_attack = {str(r): v[pooled[0]] for r, v in zip(table["rows"], table["values"])
+                          if str(r).lower() != "pooled"}
+    for attack, value in (per_attack or {}).items():
+        if value is not None:
+            out[f"{name}_eer_percent[{attack}]"] = float(value)
+    return out
+
+
+def summary(values: list[float]) -> dict:
+    """mean, sample standard deviation (None for one value), min, max and the values themselves."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values), "max": max(values), "values": values}
+
+
+def group_runs(runs: list[RunResult]) -> list[dict]:
+    """One group per config hash (in order of first appearance): its runs, metrics and warnings."""
+    groups: dict[str, list[RunResult]] = {}
+    for run in runs:
+        groups.setdefault(run.config_sha256, []).append(run)
+    names = [g[0].config_name for g in groups.values()]
+    out = []
+    for sha, members in groups.items():
+        name = members[0].config_name
+        if names.count(name) > 1:
+            name = f"{name} ({sha[:8]})"  # two different configs of one file name
+        metrics = {}
+        for metric in _metric_order({m for r in members for m in r.metrics}):
+            pairs = [(r.metrics[metric], r.seed) for r in members if metric in r.metrics]
+            metrics[metric] = {**summary([v for v, _ in pairs]), "seeds": [s for _, s in pairs]}
+        out.append({"config": name, "config_sha256": sha, "n": len(members), "seeds": [r.seed for r in members],
+                    "runs": [str(r.run_dir) for r in members], "metrics": metrics,
+                    "environment": environment_summary(members), "warnings": group_warnings(members, metrics)})
+    return out
+
+
+def environment_summary(runs: list[RunResult]) -> dict:
+    """Each compared field's distinct values over every session of the runs."""
+    return {key: sorted({json.dumps(s.get(key)) for r in runs for s in r.sessions}) for key in COMPARED}
+
+
+def group_warnings(runs: list[RunResult], metrics: dict) -> list[str]:
+    warnings = []
+    for key, values in environment_summary(runs).items():
+        if len(values) > 1:
+            warnings.append(f"runs averaged here differ in {key}: {', '.join(values)}")
+    seeds = [r.seed for r in runs]
+    if len(set(seeds)) < len(seeds):
+        warnings.append(f"repeated seeds: {sorted(seeds)}")
+    unfinished = [r.run_dir.name for r in runs if not read_run_info(r.run_dir).get("finished")]
+    if unfinished:
+        warnings.append(f"unfinished runs: {', '.join(unfinished)}")
+    incomplete = [m for m, s in metrics.items() if len(s["values"]) < len(runs) and "[" not in m]
+    if incomplete:
+        warnings.append(f"metrics missing from some runs: {', '.join(incomplete)}")
+    return warnings
+
+
+def _metric_order(names: set[str]) -> list[str]:
+    """dev first, then each corpus's best-dev figures, the weight average's, and the per-attack EERs last."""
+    def key(name: str):
+        base = name.split("[", 1)[0]
+        figure = next((f for f in FIGURES if base.endswith("_" + f)), "")
+        corpus = base[: -len(figure) - 1] if figure else base
+        swa = corpus.startswith("swa_")
+        return ("[" in name, not corpus.startswith("dev"), swa, corpus.removeprefix("swa_"),
+                FIGURES.index(figure) if figure else 99, name)
+    return sorted(names, key=key)
+
+
+# --- formats -------------------------------------------------------------------------------------
+
+def label(metric: str) -> str:
+    """`swa_asvspoof2021_la_eer_percent[A07]` -> `asvspoof2021_la EER (%) A07, weight average`."""
+    base, _, attack = metric.partition("[")
+    figure = next((f for f in FIGURES if base.endswith("_" + f)), None)
+    if figure is None:
+        return metric
+    corpus = base[: -len(figure) - 1]
+    text = f"{corpus.removeprefix('swa_')} {LABELS[figure]}" + (f" {attack.rstrip(']')}" if attack else "")
+    return text + (", weight average" if corpus.startswith("swa_") else "")
+
+
+def _num(value, digits: int) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _digits(metric: str) -> int:
+    return 3 if "percent" in metric else 4
+
+
+def _rows(group: dict) -> list[tuple]:
+    """(label, mean +- std, best (seed), worst, n) per metric, as text."""
+    rows = []
+    for metric, s in group["metrics"].items():
+        d = _digits(metric)
+        best_seed = s["seeds"][s["values"].index(s["min"])]
+        spread = f"{_num(s['mean'], d)} ± {_num(s['std'], d)}"
+        rows.append((label(metric), spread, f"{_num(s['min'], d)} (seed {best_seed})", _num(s["max"], d),
+                     str(len(s["values"]))))
+    return rows
+
+
+def format_markdown(groups: list[dict]) -> str:
+    out = []
+    for g in groups:
+        out += [f"### {g['config']} (n = {g['n']}, seeds {', '.join(map(str, g['seeds']))})", "",
+                "| metric | mean ± std | best (seed) | worst | n |", "|---|---:|---:|---:|---:|"]
+        out += [f"| {' | '.join(r)} |" for r in _rows(g)]
+        out += ["", *environment_lines(g), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def format_latex(groups: list[dict]) -> str:
+    out = []
+    for g in groups:
+        out += [f"% {g['config']} (n = {g['n']}, seeds {', '.join(map(str, g['seeds']))})",
+                r"\begin{tabular}{lrrrr}", r"\toprule",
+                r"Metric & Mean $\pm$ std & Best (seed) & Worst & $n$ \\", r"\midrule"]
+        for r in _rows(g):
+            cells = [_latex_escape(r[0]), r[1].replace("±", r"$\pm$"), *r[2:]]
+            out.append(" & ".join(cells) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", *(f"% {line}" for line in environment_lines(g)), ""]
+    return "\n".join(out)
+
+
+def format_csv(groups: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["config", "config_sha256", "metric", "mean", "std", "min", "max", "n", "best_seed", "values"])
+    for g in groups:
+        for metric, s in g["metrics"].items():
+            writer.writerow([g["config"], g["config_sha256"], metric, repr(s["mean"]),
+                             "" if s["std"] is None else repr(s["std"]), repr(s["min"]), repr(s["max"]),
+                             len(s["values"]), s["seeds"][s["values"].index(s["min"])],
+                             " ".join(repr(v) for v in s["values"])])
+    return buffer.getvalue()
+
+
+def format_json(groups: list[dict]) -> str:
+    return json.dumps({"groups": groups}, indent=2, allow_nan=False) + "\n"
+
+
+def environment_lines(group: dict) -> list[str]:
+    """What produced the numbers, under the table; a warning line for each difference between runs."""
+    env = group["environment"]
+
+    def one(key: str, width: int | None = None) -> str:  # the distinct values, " / " between them
+        return " / ".join(str(json.loads(v))[:width] for v in env[key])
+    lines = [f"Produced by: git {one('git_commit', 12)}{' (with changes)' if 'true' in env['git_dirty'] else ''}; "
+             f"Python {one('python')}, PyTorch {one('torch')}, CUDA {one('cuda')}, cuDNN {one('cudnn')}, "
+             f"NumPy {one('numpy')}; {one('device')} x {one('processes')}; precision {one('precision')}, "
+             f"compile {one('compile')}, CUDA graphs {one('cuda_graphs')}, channels-last {one('channels_last')}; "
+             f"config sha256 {group['config_sha256'][:16]}."]
+    return lines + [f"WARNING: {w}" for w in group["warnings"]]
+
+
+def _latex_escape(text: str) -> str:
+    return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+
+FORMATTERS = {"markdown": format_markdown, "csv": format_csv, "latex": format_latex, "json": format_json}

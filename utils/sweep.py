@@ -1,0 +1,189 @@
+"""A seed sweep: one training per seed, each run's models scored on every evaluation corpus, through submitit.
+
+A sweep folder holds one run folder per seed, ``<sweep>/<config name>_seed<seed>``, and submitit's job
+logs in ``<sweep>/submitit``. Each seed is one job (`SeedJob`) that runs the project's own commands, so a
+sweep's run is exactly a run made by hand:
+
+1. ``scripts/train.py``: a fresh run, or ``--resume`` of an unfinished one (killed, timed out, preempted);
+   a finished run (``run_info.json`` says so) is left alone;
+2. ``scripts/evaluate.py --json`` for ``best.pth`` and ``swa.pth`` on the config's own eval set and on each
+   `Evaluation`, into ``<run>/evaluation/<model>_<corpus>.json`` (scores beside it); a JSON already there is
+   not made again, and an interrupted corpus scoring continues where it stopped.
+
+Rerunning a sweep therefore trains nothing that is finished and resumes what is not. Launching is
+submitit's: its local executor (one job after another, or one per GPU at a time) or SLURM (a job array;
+a job that times out or is preempted is requeued by submitit and resumes).
+"""
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from utils.config import load_config
+from utils.errors import InputError
+from utils.provenance import read_run_info
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS = ("best", "swa")  # weights/<model>.pth: the best-dev model and the weight average
+LAUNCHERS = ("local", "slurm")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A corpus to score every run's models on (scripts/evaluate.py --corpus ... --database_path ... --keys ...)."""
+    corpus: str
+    database: str
+    keys: str
+    subset: str | None = None
+
+
+@dataclass(frozen=True)
+class SeedJob:
+    """Train one seed of a config into `run_dir` (or resume it), then score its models. Picklable: submitit
+    sends it to the job's process."""
+    config: str
+    seed: int
+    run_dir: str
+    evaluations: tuple[Evaluation, ...] = ()
+    device: str | None = None
+    python: str = sys.executable
+
+    def __call__(self) -> str:
+        run_dir = Path(self.run_dir)
+        self.train(run_dir)
+        for model in MODELS:
+            weights = run_dir / "weights" / f"{model}.pth"
+            if not weights.is_file():  # no epoch was good enough for the weight average
+                print(f"note: {weights} does not exist; not evaluated", flush=True)
+                continue
+            for evaluation in self.targets():
+                out = run_dir / "evaluation" / f"{model}_{evaluation.corpus}.json"
+                if not out.is_file():
+                    self.run(self.evaluate_command(weights, evaluation, out))
+        return str(run_dir)
+
+    def train(self, run_dir: Path) -> None:
+        info = read_run_info(run_dir)
+        if info is not None and info.get("finished"):
+            print(f"{run_dir}: finished on {info['finished']}; not trained again", flush=True)
+            return
+        resume = (run_dir / "checkpoint.pth").is_file()
+        command = [self.python, "scripts/train.py", "--config", self.config, "--output_dir", str(run_dir)]
+        command += ["--resume"] if resume else ["--seed", str(self.seed)]
+        self.run(command + (["--device", self.device] if self.device else []))
+
+    def targets(self) -> list[Evaluation]:
+        """The config's own eval set (database_path; named by its corpus), then the listed corpora; a listed
+        corpus of the same name replaces the own set."""
+        own, listed = Evaluation(load_config(self.config).corpus, "", ""), list(self.evaluations)
+        return listed if any(e.corpus == own.corpus for e in listed) else [own, *listed]
+
+    def evaluate_command(self, weights: Path, evaluation: Evaluation, out: Path) -> list[str]:
+        folder = out.parent
+        command = [self.python, "scripts/evaluate.py", "--config", str(folder.parent / "config.json"),
+                   "--model_path", str(weights), "--output_dir", str(folder), "--json", str(out)]
+        if evaluation.keys:  # another corpus, with its keys
+            command += ["--corpus", evaluation.corpus, "--database_path", evaluation.database,
+                        "--keys", evaluation.keys, "--resume"]
+            command += ["--subset", evaluation.subset] if evaluation.subset else []
+        else:
+            command += ["--eval_set", "eval"]
+        return command + (["--device", self.device] if self.device else [])
+
+    def run(self, command: list[str]) -> None:
+        print("$ " + " ".join(command), flush=True)
+        status = subprocess.run(command, cwd=REPO_ROOT).returncode
+        if status != 0:
+            raise RuntimeError(f"seed {self.seed}: {' '.join(command[1:3])} exited with status {status}")
+
+    def checkpoint(self):
+        """submitit calls this on a timeout or preemption: requeue the same job, which then resumes."""
+        import submitit
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def run_dir_name(config: Path, seed: int) -> str:
+    return f"{config.stem}_seed{seed}"
+
+
+def seed_jobs(config: Path, seeds: list[int], sweep_dir: Path, evaluations: tuple[Evaluation, ...] = (),
+              device: str | None = None) -> list[SeedJob]:
+    """One job per seed, each into its own run folder of the sweep."""
+    if len(set(seeds)) < len(seeds):
+        raise InputError(f"--seeds: repeated seed in {seeds}")
+    load_config(config)  # a bad config stops the sweep now, not in every job
+    return [SeedJob(str(config.resolve()), seed, str((sweep_dir / run_dir_name(config, seed)).resolve()),
+                    evaluations, device) for seed in seeds]
+
+
+def submitit_module():
+    try:
+        import submitit
+    except ImportError:
+        raise InputError("scripts/sweep.py launches through submitit: pip install submitit") from None
+    return submitit
+
+
+def launch_local(jobs: list[SeedJob], folder: Path, gpus: int, timeout_min: int) -> list[str]:
+    """Run the jobs with submitit's local executor: one at a time, or one per GPU at a time. Waits for
+    all; returns a line per failed job. Ctrl-C cancels the running jobs."""
+    submitit = submitit_module()
+    executor = submitit.LocalExecutor(folder=folder)
+    queue, running, failures = list(jobs), {}, []  # running: submitit job -> (SeedJob, GPU index)
+    slots = max(gpus, 1)
+    try:
+        while queue or running:
+            while queue and len(running) < slots:
+                busy = {gpu for _, gpu in running.values()}
+                gpu = next((g for g in range(gpus) if g not in busy), None)
+                executor.update_parameters(timeout_min=timeout_min, gpus_per_node=int(gpu is not None),
+                                           **({"visible_gpus": [gpu]} if gpu is not None else {}))
+                seed_job = queue.pop(0)
+                job = executor.submit(seed_job)
+                running[job] = (seed_job, gpu)
+                print(f"seed {seed_job.seed}: started{'' if gpu is None else f' on GPU {gpu}'} "
+                      f"(log {job.paths.stdout})", flush=True)
+            for job in [j for j in running if j.done()]:
+                seed_job, _ = running.pop(job)
+                failures += _outcome(job, seed_job)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        for job in running:
+            job.cancel()
+        raise
+    return failures
+
+
+def launch_slurm(jobs: list[SeedJob], folder: Path, timeout_min: int, wait: bool, **slurm) -> list[str]:
+    """Submit the jobs to SLURM as one job array (submitit's AutoExecutor); wait for them if asked."""
+    submitit = submitit_module()
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor.update_parameters(timeout_min=timeout_min, name="aasist_sweep",
+                               **{k: v for k, v in slurm.items() if v is not None})
+    with executor.batch():
+        submitted = [executor.submit(j) for j in jobs]
+    for job, seed_job in zip(submitted, jobs):
+        print(f"seed {seed_job.seed}: SLURM job {job.job_id} (log {job.paths.stdout})", flush=True)
+    if not wait:
+        return []
+    return [line for job, seed_job in zip(submitted, jobs) for line in _outcome(job, seed_job)]
+
+
+def _outcome(job, seed_job: SeedJob) -> list[str]:
+    try:
+        job.result()
+    except Exception as e:  # submitit's FailedJobError / UncompletedJobError carry the job's own message
+        last = [line for line in str(e).splitlines() if line.strip()][-1:] or [type(e).__name__]
+        print(f"seed {seed_job.seed}: FAILED (log {job.paths.stderr})", flush=True)
+        return [f"seed {seed_job.seed} failed: {last[0]} (log: {job.paths.stderr})"]
+    print(f"seed {seed_job.seed}: done ({seed_job.run_dir})", flush=True)
+    return []
+
+
+def importable_here() -> None:
+    """Jobs unpickle `SeedJob` in a new process: let it import this repository's packages from anywhere."""
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(REPO_ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, paths)])
