@@ -1,4 +1,4 @@
-"""Train a config with several seeds and score every run on every evaluation corpus, through submitit.
+"""Train a config (or a few) with several seeds and score every run on every evaluation corpus, through submitit.
 
     python scripts/sweep.py --config config/config.json --seeds 1 2 3
     python scripts/sweep.py --config config/config.json --seeds 1 2 3 \\
@@ -6,7 +6,7 @@
         --evaluate in_the_wild /data/release_in_the_wild /data/release_in_the_wild/meta.csv
     python scripts/sweep.py --config config/config.json --seeds 1 2 3 --launcher slurm --slurm_partition gpu
 
-Run folders: <sweep_dir>/<config name>_seed<seed> (default sweep_dir: exp_result/sweep_<config name>).
+Run folders: <sweep_dir>/<config name>_seed<seed> (default sweep_dir: exp_result/sweep_<config names>).
 Locally the runs go one after another (on a CPU or one GPU) or one per GPU at a time; on SLURM they are
 one job array. Rerunning the same command trains nothing that is finished and resumes what is not.
 Then: python scripts/report.py <sweep_dir>. The machinery is utils/sweep.py.
@@ -25,21 +25,20 @@ from utils.sweep import LAUNCHERS, Evaluation, importable_here, launch_local, la
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, required=True, help="JSON config to train")
+    p.add_argument("--config", type=Path, nargs="+", required=True, help="JSON config(s) to train")
     p.add_argument("--seeds", type=int, nargs="+", required=True, help="one run per seed")
     p.add_argument("--evaluate", nargs=3, action="append", default=[], metavar=("CORPUS", "DATABASE", "KEYS"),
                    help=f"also score every run on this corpus ({', '.join(CORPORA)}) with its audio root and keys "
                         "(as scripts/evaluate.py --corpus/--database_path/--keys); repeat for more corpora. "
                         "The config's own eval set is always scored")
     p.add_argument("--subset", default=None, help="2021 corpora: eval (default), progress or hidden")
-    p.add_argument("--sweep_dir", type=Path, help="default exp_result/sweep_<config name>")
+    p.add_argument("--sweep_dir", type=Path, help="default exp_result/sweep_<config names, joined by +>")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     p.add_argument("--launcher", choices=LAUNCHERS, default="local")
     p.add_argument("--timeout_min", type=int, default=3 * 24 * 60,
                    help="time limit of one job, minutes (SLURM: the job's; a timed-out job is requeued and resumes)")
     slurm = p.add_argument_group("SLURM (--launcher slurm)")
     slurm.add_argument("--slurm_partition")
-    slurm.add_argument("--gpus_per_node", type=int, default=1)
     slurm.add_argument("--cpus_per_task", type=int, default=8)
     slurm.add_argument("--mem_gb", type=int)
     slurm.add_argument("--wait", action="store_true", help="wait for the jobs and report failures")
@@ -68,7 +67,7 @@ def gpus_here(device: str | None) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    sweep_dir = args.sweep_dir or REPO_ROOT / "exp_result" / f"sweep_{args.config.stem}"
+    sweep_dir = args.sweep_dir or REPO_ROOT / "exp_result" / f"sweep_{'+'.join(c.stem for c in args.config)}"
     try:
         jobs = seed_jobs(args.config, args.seeds, sweep_dir, evaluations(args), args.device)
         importable_here()
@@ -77,7 +76,7 @@ def main(argv=None) -> int:
             failures = launch_local(jobs, folder, gpus_here(args.device), args.timeout_min)
         else:
             failures = launch_slurm(jobs, folder, args.timeout_min, args.wait, slurm_partition=args.slurm_partition,
-                                    gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task,
+                                    gpus_per_node=0 if args.device == "cpu" else 1, cpus_per_task=args.cpus_per_task,
                                     mem_gb=args.mem_gb)
     except InputError as e:
         print(f"error: {user_message(e)}", file=sys.stderr)

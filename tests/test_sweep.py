@@ -137,6 +137,11 @@ def test_sweep_and_report_refuse_bad_input_by_name(repo_root, tmp_path):
     result = run_script(repo_root, "sweep.py", "--config", "config/demo.json", "--seeds", "1", "1",
                         "--sweep_dir", str(tmp_path / "s"))
     assert result.returncode == 2 and "repeated seed" in result.stderr
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "demo.json").write_text((repo_root / "config" / "demo.json").read_text())
+    result = run_script(repo_root, "sweep.py", "--config", "config/demo.json", str(tmp_path / "other" / "demo.json"),
+                        "--seeds", "1", "--sweep_dir", str(tmp_path / "s"))
+    assert result.returncode == 2 and "share a file name" in result.stderr
 
 
 def test_corpus_tables_give_per_attack_eer_from_the_pooled_column(tmp_path):

@@ -108,14 +108,19 @@ def run_dir_name(config: Path, seed: int) -> str:
     return f"{config.stem}_seed{seed}"
 
 
-def seed_jobs(config: Path, seeds: list[int], sweep_dir: Path, evaluations: tuple[Evaluation, ...] = (),
+def seed_jobs(configs: list[Path], seeds: list[int], sweep_dir: Path, evaluations: tuple[Evaluation, ...] = (),
               device: str | None = None) -> list[SeedJob]:
-    """One job per seed, each into its own run folder of the sweep."""
+    """One job per config and seed, each into its own run folder of the sweep."""
     if len(set(seeds)) < len(seeds):
         raise InputError(f"--seeds: repeated seed in {seeds}")
-    load_config(config)  # a bad config stops the sweep now, not in every job
+    stems = [c.stem for c in configs]
+    if len(set(stems)) < len(stems):
+        raise InputError(f"--config: two configs share a file name ({', '.join(map(str, configs))}); their run "
+                         "folders would collide")
+    for config in configs:
+        load_config(config)  # a bad config stops the sweep now, not in every job
     return [SeedJob(str(config.resolve()), seed, str((sweep_dir / run_dir_name(config, seed)).resolve()),
-                    evaluations, device) for seed in seeds]
+                    evaluations, device) for config in configs for seed in seeds]
 
 
 def submitit_module():
