@@ -144,6 +144,17 @@ def test_sweep_and_report_refuse_bad_input_by_name(repo_root, tmp_path):
     assert result.returncode == 2 and "share a file name" in result.stderr
 
 
+def test_a_failed_job_is_reported_with_its_commands_error(repo_root, tmp_path):
+    config = json.loads((repo_root / "config" / "demo.json").read_text())
+    config.update(database_path=str(tmp_path / "nowhere"))
+    (tmp_path / "bad.json").write_text(json.dumps(config))
+    result = run_script(repo_root, "sweep.py", "--config", str(tmp_path / "bad.json"), "--seeds", "3",
+                        "--sweep_dir", str(tmp_path / "s"), "--device", "cpu")
+    assert result.returncode == 2
+    assert "error: seed 3 (bad.json) failed: cannot read protocol file" in result.stderr
+    assert "nowhere" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_corpus_tables_give_per_attack_eer_from_the_pooled_column(tmp_path):
     path = tmp_path / "best_asvspoof2021_la.json"
     path.write_text(json.dumps({"eer_percent": 3.5, "min_tdcf": 0.3, "tables": {"eer_percent": {

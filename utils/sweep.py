@@ -96,7 +96,7 @@ class SeedJob:
         print("$ " + " ".join(command), flush=True)
         status = subprocess.run(command, cwd=REPO_ROOT).returncode
         if status != 0:
-            raise RuntimeError(f"seed {self.seed}: {' '.join(command[1:3])} exited with status {status}")
+            raise RuntimeError(f"seed {self.seed}: {command[1]} exited with status {status}")
 
     def checkpoint(self):
         """submitit calls this on a timeout or preemption: requeue the same job, which then resumes."""
@@ -179,12 +179,25 @@ def launch_slurm(jobs: list[SeedJob], folder: Path, timeout_min: int, wait: bool
 def _outcome(job, seed_job: SeedJob) -> list[str]:
     try:
         job.result()
-    except Exception as e:  # submitit's FailedJobError / UncompletedJobError carry the job's own message
-        last = [line for line in str(e).splitlines() if line.strip()][-1:] or [type(e).__name__]
+    except Exception as e:  # submitit's FailedJobError / UncompletedJobError
         print(f"seed {seed_job.seed}: FAILED (log {job.paths.stderr})", flush=True)
-        return [f"seed {seed_job.seed} failed: {last[0]} (log: {job.paths.stderr})"]
+        return [f"seed {seed_job.seed} ({Path(seed_job.config).name}) failed: {_job_error(job.paths.stderr, e)} "
+                f"(log: {job.paths.stderr})"]
     print(f"seed {seed_job.seed}: done ({seed_job.run_dir})", flush=True)
     return []
+
+
+def _job_error(stderr: Path, exc: Exception) -> str:
+    """The last `error: ...` line a command of the job printed (train.py, evaluate.py), else what submitit says."""
+    try:
+        lines = Path(stderr).read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [line.split("error: ", 1)[1] for line in lines if line.startswith("error: ")]
+    if errors:
+        return errors[-1]
+    text = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return text[0] if text else type(exc).__name__
 
 
 def importable_here() -> None:
