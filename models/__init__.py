@@ -1,4 +1,4 @@
-"""AASIST for notebooks and scripts.
+"""AASIST and SSL-AASIST for notebooks and scripts.
 
     from models import AASIST, load_model
     model = load_model("config/config.json", "checkpoints/weights/AASIST.pth")   # eval mode
@@ -7,6 +7,7 @@
 """
 from .aasist import AASIST, min_input_length
 from .inference import score
-from .loading import load_model, load_state_dict
+from .loading import build_model, load_model, load_state_dict
+from .ssl_aasist import SSLAASIST
 
-__all__ = ["AASIST", "load_model", "load_state_dict", "min_input_length", "score"]
+__all__ = ["AASIST", "SSLAASIST", "build_model", "load_model", "load_state_dict", "min_input_length", "score"]

@@ -13,41 +13,18 @@ from .layers import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, Res
 _STEM_POOL = 3  # max_pool2d (3, 3) after the sinc convolution; each residual block pools time by 3
 
 
-class AASIST(nn.Module):
-    """AASIST countermeasure: raw 16 kHz waveform in, two class logits out (0 spoof, 1 bona fide).
+class GraphBackEnd(nn.Module):
+    """The graph half that AASIST and SSL-AASIST share (spec sections 4-6): graph attention over the
+    spectral and the temporal nodes, two heterogeneous paths with learnt master nodes, and the readout.
 
-    Args:
-        model_config: the config's `model_config` mapping (`first_conv`, `filts`, `gat_dims`,
-            `pool_ratios`, `temperatures`, `nb_samp`; other keys are ignored), or a `ModelConfig`.
-        fast: use the speed formulations of `fast.py` (same outputs within float32 rounding);
-            False runs the plain formulation alone.
-
-    The published score of an utterance is `logits[:, 1]`: higher means more likely bona fide.
+    A subclass builds its front end and encoder, calls `_build_graph`, and hands its node features to
+    `_graph_attention`. The parameter names are the published ones of both models.
     """
 
-    def __init__(self, model_config: Mapping[str, Any] | Any, fast: bool = True):
-        super().__init__()
-        cfg = model_config if isinstance(model_config, Mapping) else vars(model_config)
-        self.nb_samp = cfg.get("nb_samp", DEFAULT_NB_SAMP)  # the input length it is trained and scored on
-        filts, gat_dims = cfg["filts"], cfg["gat_dims"]
-        pool_ratios, temperatures = cfg["pool_ratios"], cfg["temperatures"]
-        self.min_samples = min_input_length(cfg["first_conv"])
-
-        # Construction order follows the published model, so that a seeded initialisation draws
-        # the same random numbers in the same order.
-        self.conv_time = SincConv(filts[0], cfg["first_conv"], fast=fast)
-        self.first_bn = nn.BatchNorm2d(1)
+    def _build_graph(self, enc_dim: int, num_freq_nodes: int, gat_dims: list[int], pool_ratios: list[float],
+                     temperatures: list[float]) -> None:
         self.drop = nn.Dropout(0.5)
         self.drop_way = nn.Dropout(0.2)
-        self.selu = nn.SELU(inplace=True)
-        block_channels = [filts[1], filts[2], filts[3], filts[4], filts[4], filts[4]]
-        # Each block sits in a one-element Sequential: the published state-dict keys are `encoder.<i>.0.*`.
-        self.encoder = nn.Sequential(*(
-            nn.Sequential(ResidualBlock(cin, cout, first=(i == 0), fast=fast))
-            for i, (cin, cout) in enumerate(block_channels)
-        ))
-        enc_dim = filts[-1][-1]
-        num_freq_nodes = filts[0] // _STEM_POOL
         self.pos_S = nn.Parameter(torch.randn(1, num_freq_nodes, enc_dim))
         self.master1 = nn.Parameter(torch.randn(1, 1, gat_dims[0]))
         self.master2 = nn.Parameter(torch.randn(1, 1, gat_dims[0]))
@@ -67,52 +44,12 @@ class AASIST(nn.Module):
         self.pool_hT2 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
 
         self.out_layer = nn.Linear(5 * gat_dims[1], 2)
-        self.pool = fast_ops.max_pool if fast else F.max_pool2d
-        self.channels_last = False
 
-    def use_channels_last(self) -> "AASIST":
-        """Run the encoder in channels-last (NHWC) layout, which cuDNN's fast bf16 kernels need.
-
-        Only the layout changes (weights and activations); outputs are the same up to rounding.
-        """
-        self.to(memory_format=torch.channels_last)
-        self.channels_last = True
-        return self
-
-    def forward(self, x: torch.Tensor, freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            x: (B, T) float waveform, 16 kHz, T >= `self.min_samples`.
-            freq_aug: zero a random band of sinc filters (training-time augmentation).
-        Returns:
-            last_hidden (B, 5 * gat_dims[1]) and logits (B, 2).
-        """
-        if x.dim() != 2:
-            raise ValueError(f"AASIST expects a (batch, samples) waveform, got shape {tuple(x.shape)}")
-        if x.shape[1] < self.min_samples:
-            raise ValueError(f"AASIST needs at least {self.min_samples} samples per input "
-                             f"({self.min_samples / 16000:.3f} s at 16 kHz), got {x.shape[1]}")
-
-        x = self.conv_time(x, freq_aug=freq_aug)                          # (B, 70, T - 128)
-        x = self.pool(torch.abs(x).unsqueeze(1), (3, 3))                  # (B, 1, 23, (T - 128) // 3)
-        if self.channels_last:
-            x = fast_ops.nhwc_strides(x)
-        x = self.selu(self.first_bn(x))
-        e = self.encoder(x)                                               # (B, C, 23, Tn)
-        # The graph-attention tail runs in fp32 even under bf16 autocast: it is about 0.2 % of the
-        # work, and in bf16 it more than doubled AASIST's largest logit error on the reference inputs
-        # (0.021 against 0.0090 on an H200).
-        with torch.autocast(e.device.type, enabled=False):
-            return self._graph_attention(e.float())
-
-    def _graph_attention(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder output (B, C, 23, Tn) -> last_hidden (B, 5 * gat_dims[1]), logits (B, 2)."""
-        # Spectral graph: one node per frequency bin, max over time.
-        e_S = torch.abs(e).max(dim=3).values.transpose(1, 2) + self.pos_S  # (B, 23, C)
-        out_S = self.pool_S(self.GAT_layer_S(e_S))                          # (B, nS, gat0)
-        # Temporal graph: one node per time step, max over frequency.
-        e_T = torch.abs(e).max(dim=2).values.transpose(1, 2)               # (B, Tn, C)
-        out_T = self.pool_T(self.GAT_layer_T(e_T))                          # (B, nT, gat0)
+    def _graph_attention(self, e_S: torch.Tensor, e_T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spectral nodes e_S (B, nS, C), before the position code, and temporal nodes e_T (B, nT, C)
+        -> last_hidden (B, 5 * gat_dims[1]), logits (B, 2)."""
+        out_S = self.pool_S(self.GAT_layer_S(e_S + self.pos_S))           # (B, nS', gat0)
+        out_T = self.pool_T(self.GAT_layer_T(e_T))                        # (B, nT', gat0)
 
         T1, S1, m1 = self._inference_path(out_T, out_S, self.master1, self.HtrgGAT_layer_ST11,
                                           self.pool_hS1, self.pool_hT1, self.HtrgGAT_layer_ST12)
@@ -137,3 +74,81 @@ class AASIST(nn.Module):
         S, T = pool_S(S), pool_T(T)
         dT, dS, dm = htrg_second(T, S, m)
         return T + dT, S + dS, m + dm
+
+
+class AASIST(GraphBackEnd):
+    """AASIST countermeasure: raw 16 kHz waveform in, two class logits out (0 spoof, 1 bona fide).
+
+    Args:
+        model_config: the config's `model_config` mapping (`first_conv`, `filts`, `gat_dims`,
+            `pool_ratios`, `temperatures`, `nb_samp`; other keys are ignored), or a `ModelConfig`.
+        fast: use the speed formulations of `fast.py` (same outputs within float32 rounding);
+            False runs the plain formulation alone.
+
+    The published score of an utterance is `logits[:, 1]`: higher means more likely bona fide.
+    """
+
+    def __init__(self, model_config: Mapping[str, Any] | Any, fast: bool = True):
+        super().__init__()
+        cfg = model_config if isinstance(model_config, Mapping) else vars(model_config)
+        self.nb_samp = cfg.get("nb_samp", DEFAULT_NB_SAMP)  # the input length it is trained and scored on
+        filts = cfg["filts"]
+        self.min_samples = min_input_length(cfg["first_conv"])
+
+        # Construction order follows the published model, so that a seeded initialisation draws
+        # the same random numbers in the same order.
+        self.conv_time = SincConv(filts[0], cfg["first_conv"], fast=fast)
+        self.first_bn = nn.BatchNorm2d(1)
+        self.selu = nn.SELU(inplace=True)
+        block_channels = [filts[1], filts[2], filts[3], filts[4], filts[4], filts[4]]
+        # Each block sits in a one-element Sequential: the published state-dict keys are `encoder.<i>.0.*`.
+        self.encoder = nn.Sequential(*(
+            nn.Sequential(ResidualBlock(cin, cout, first=(i == 0), fast=fast))
+            for i, (cin, cout) in enumerate(block_channels)
+        ))
+        self._build_graph(filts[-1][-1], filts[0] // _STEM_POOL, cfg["gat_dims"], cfg["pool_ratios"],
+                          cfg["temperatures"])
+        self.pool = fast_ops.max_pool if fast else F.max_pool2d
+        self.channels_last = False
+
+    def use_channels_last(self) -> "AASIST":
+        """Run the encoder in channels-last (NHWC) layout, which cuDNN's fast bf16 kernels need.
+
+        Only the layout changes (weights and activations); outputs are the same up to rounding.
+        """
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
+
+    def forward(self, x: torch.Tensor, freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            x: (B, T) float waveform, 16 kHz, T >= `self.min_samples`.
+            freq_aug: zero a random band of sinc filters (training-time augmentation).
+        Returns:
+            last_hidden (B, 5 * gat_dims[1]) and logits (B, 2).
+        """
+        check_waveform(x, self.min_samples, "AASIST")
+        x = self.conv_time(x, freq_aug=freq_aug)                          # (B, 70, T - 128)
+        x = self.pool(torch.abs(x).unsqueeze(1), (3, 3))                  # (B, 1, 23, (T - 128) // 3)
+        if self.channels_last:
+            x = fast_ops.nhwc_strides(x)
+        x = self.selu(self.first_bn(x))
+        e = self.encoder(x)                                               # (B, C, 23, Tn)
+        # The graph-attention tail runs in fp32 even under bf16 autocast: it is about 0.2 % of the
+        # work, and in bf16 it more than doubled AASIST's largest logit error on the reference inputs
+        # (0.021 against 0.0090 on an H200).
+        with torch.autocast(e.device.type, enabled=False):
+            e = torch.abs(e.float())
+            # Spectral graph: one node per frequency bin, max over time; temporal: per step, max over frequency.
+            return self._graph_attention(e.max(dim=3).values.transpose(1, 2),   # (B, 23, C)
+                                         e.max(dim=2).values.transpose(1, 2))   # (B, Tn, C)
+
+
+def check_waveform(x: torch.Tensor, min_samples: int, name: str) -> None:
+    """Refuse anything but a (batch, samples) waveform of at least `min_samples` samples."""
+    if x.dim() != 2:
+        raise ValueError(f"{name} expects a (batch, samples) waveform, got shape {tuple(x.shape)}")
+    if x.shape[1] < min_samples:
+        raise ValueError(f"{name} needs at least {min_samples} samples per input "
+                         f"({min_samples / 16000:.3f} s at 16 kHz), got {x.shape[1]}")

@@ -81,14 +81,16 @@ def frequency_mask(filters: torch.Tensor) -> torch.Tensor:
 class ResidualBlock(nn.Module):
     """Two (2, 3) convolutions with a residual path, then max-pooling by 3 along time.
 
-    `(B, in_ch, F, T) -> (B, out_ch, F, T // 3)`.
+    `(B, in_ch, F, T) -> (B, out_ch, F, T // 3)`; with `pool_time=False` (SSL-AASIST's blocks, which
+    pool nowhere) `(B, out_ch, F, T)`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, first: bool = False, fast: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, first: bool = False, fast: bool = True,
+                 pool_time: bool = True):
         super().__init__()
         self.first = first
         # `fast`: pool without autograd by a reshape and a maximum (`fast.max_pool`), the same values.
-        self.pool = fast_ops.max_pool if fast else F.max_pool2d
+        self.pool = None if not pool_time else fast_ops.max_pool if fast else F.max_pool2d
         if not first:
             # Quirk kept on purpose: the published block owns bn1 (it is in the state dict) but its
             # forward pass discards bn1's output, so the block does not depend on it. We keep the
@@ -108,6 +110,8 @@ class ResidualBlock(nn.Module):
         out = self.selu(self.bn2(out))
         out = self.conv2(out)                   # (B, out, F, T)
         identity = x if self.conv_downsample is None else self.conv_downsample(x)
+        if self.pool is None:
+            return out + identity
         return self.pool(out + identity, (1, 3))  # (B, out, F, T // 3)
 
 

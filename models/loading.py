@@ -1,14 +1,33 @@
-"""Load published or own weights safely (`weights_only=True`) on any device."""
+"""Build a model from its config; load published or own weights safely (`weights_only=True`) on any device."""
 import pickle
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
-from utils.config import Config, ModelConfig, load_config
+from utils.config import Config, ModelConfig, load_config, model_config_from_dict
 from utils.errors import InputError
 
 from .aasist import AASIST
+from .ssl_aasist import SSLAASIST
+
+
+def build_model(model_config: ModelConfig | Mapping, fast: bool = True, pretrained: bool = True) -> AASIST | SSLAASIST:
+    """The network `model_config.architecture` names: AASIST or SSL-AASIST.
+
+    Args:
+        model_config: a `ModelConfig` or a config's `model_config` mapping (validated here).
+        fast: the speed formulations of `fast.py` (same outputs within float32 rounding).
+        pretrained: for SSL-AASIST, load `model_config.ssl_pretrained` (XLS-R) into the front end where it is
+            set; False when other weights replace them all anyway (`load_model`, a resumed run).
+    """
+    cfg = model_config if isinstance(model_config, ModelConfig) else model_config_from_dict(model_config)
+    if cfg.architecture == "AASIST":
+        return AASIST(cfg, fast=fast)
+    model = SSLAASIST(cfg, fast=fast)
+    if pretrained and cfg.ssl_pretrained:
+        model.ssl_model.load_pretrained(cfg.ssl_pretrained)
+    return model
 
 
 def load_state_dict(weights_path: str | Path) -> dict[str, torch.Tensor]:
@@ -51,7 +70,7 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], source: str = "weights"
                          f"({', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}); a diverged training run?")
 
 
-def load_weights_into(model: AASIST, state_dict: Mapping[str, torch.Tensor], source: str = "weights") -> None:
+def load_weights_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "weights") -> None:
     """Strict load with an error that names the mismatching keys and shapes, or the NaN or infinite tensors."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
@@ -77,12 +96,12 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 
 def load_model(config: str | Path | Config | ModelConfig | Mapping, weights_path: str | Path,
-               device: str | torch.device | None = None) -> AASIST:
-    """Build AASIST from a config (file path, `Config`, `ModelConfig` or `model_config` dict),
-    load weights, and return it in eval mode on `device` (default: CUDA if available, else CPU)."""
+               device: str | torch.device | None = None) -> AASIST | SSLAASIST:
+    """Build the config's model (file path, `Config`, `ModelConfig` or `model_config` dict: AASIST or
+    SSL-AASIST), load weights, and return it in eval mode on `device` (default: CUDA if available, else CPU)."""
     if isinstance(config, (str, Path)):
         config = load_config(config)
     model_config = config.model_config if isinstance(config, Config) else config
-    model = AASIST(model_config)
+    model = build_model(model_config, pretrained=False)
     load_weights_into(model, load_state_dict(weights_path), source=str(weights_path))
     return model.to(device or resolve_device()).eval()

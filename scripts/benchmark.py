@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from data_utils import ProtocolEntry, TrainDataset  # noqa: E402
 from data_utils.augment import CODECS, Augmenter  # noqa: E402
 from data_utils.rawboost import ALGORITHMS  # noqa: E402
-from models import AASIST, load_state_dict  # noqa: E402
+from models import build_model, load_state_dict  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError, user_message  # noqa: E402
@@ -124,7 +124,7 @@ def measure_all(modes: list[dict], config, device, batch_size: int, eval_batch_s
     rows, reference = [], None
     for mode in modes:
         torch.manual_seed(0)
-        model = AASIST(config.model_config, fast=mode["fast"])
+        model = build_model(config.model_config, fast=mode["fast"], pretrained=False)
         if state_dict is not None:
             model.load_state_dict(state_dict)
         model = prepare_model(model, device, mode["speed"])

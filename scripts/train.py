@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 
 from data_utils import TrainSampler, load_split  # noqa: E402
-from models import AASIST  # noqa: E402
+from models import build_model  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from utils.config import Config, load_config  # noqa: E402
 from utils.distributed import DistInfo, cleanup, init_distributed  # noqa: E402
@@ -88,7 +88,7 @@ def train_in(run_dir: Path, config: Config, seed: int, checkpoint: dict | None, 
             say(dist_info, f"note: no ASV scores at {asv_paths[name]}: {name} min t-DCF is not computed, EER only")
 
     speed = resolve_speed(config, device, "train", distributed=dist_info.enabled)
-    model = prepare_model(AASIST(config.model_config), device, speed)
+    model = prepare_model(build_model(config.model_config, pretrained=checkpoint is None), device, speed)
     sampler = TrainSampler(len(splits["train"].dataset), seed, dist_info.rank, dist_info.world_size)
     run = build_run(config, seed, run_dir, device, speed, dist_info, splits, model, sampler, checkpoint)
     if checkpoint is not None:
