@@ -167,3 +167,14 @@ def test_corpus_tables_give_per_attack_eer_from_the_pooled_column(tmp_path):
 
 def test_summary_of_one_run_has_no_standard_deviation():
     assert report.summary([2.0]) == {"mean": 2.0, "std": None, "min": 2.0, "max": 2.0, "values": [2.0]}
+
+
+def test_config_hash_depends_on_values_not_on_spelled_out_defaults(repo_root, tmp_path):
+    from utils.config import load_config
+    from utils.provenance import config_sha256
+    raw = json.loads((repo_root / "config" / "demo.json").read_text())
+    base = config_sha256(load_config(repo_root / "config" / "demo.json"))
+    (tmp_path / "explicit.json").write_text(json.dumps({**raw, "pin_memory": True, "precision": "auto"}))  # defaults
+    assert config_sha256(load_config(tmp_path / "explicit.json")) == base
+    (tmp_path / "other.json").write_text(json.dumps({**raw, "batch_size": 8}))
+    assert config_sha256(load_config(tmp_path / "other.json")) != base

@@ -7,10 +7,11 @@
      "finished": "2026-12-01T12:00:00+00:00" | null}
 
 One session per start or resume of the run, so a run resumed on another machine says so. The resolved
-config itself is `<run>/config.json`; its hash is over the canonical JSON of that config, so two runs
-of one config share it whatever the seed. scripts/report.py groups runs by it and warns when runs it
+config itself is `<run>/config.json`; its hash is over the canonical JSON of its non-default values, so two
+runs of one config share it whatever the seed. scripts/report.py groups runs by it and warns when runs it
 averages differ in any session field.
 """
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.config import Config, config_to_dict
+from utils.config import Config
 from utils.io import atomic_open
 
 RUN_INFO = "run_info.json"
@@ -32,9 +33,21 @@ COMPARED = ("git_commit", "git_dirty", "python", "torch", "cuda", "cudnn", "nump
 
 
 def config_sha256(config: Config) -> str:
-    """Hash of the resolved config (sorted keys, no whitespace): equal configs, equal hashes."""
-    text = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
+    """Hash of the resolved config's values that differ from the defaults (sorted keys, no whitespace): equal
+    configs, equal hashes, also across versions of this code that add a key with a default."""
+    text = json.dumps(non_default_values(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def non_default_values(obj) -> dict:
+    """The fields of a config dataclass that differ from their defaults (required fields always), nested."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if value != default:
+            out[f.name] = non_default_values(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def session_record(device: torch.device, speed, processes: int) -> dict:
