@@ -26,7 +26,10 @@ def build_model(model_config: ModelConfig | Mapping, fast: bool = True, pretrain
         return AASIST(cfg, fast=fast)
     model = SSLAASIST(cfg, fast=fast)
     if pretrained and cfg.ssl_pretrained:
-        model.ssl_model.load_pretrained(cfg.ssl_pretrained)
+        try:
+            model.ssl_model.load_pretrained(cfg.ssl_pretrained)
+        except InputError as e:
+            raise InputError(f"model_config.ssl_pretrained: {e}") from None
     return model
 
 

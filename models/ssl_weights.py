@@ -10,8 +10,9 @@ name for name, tensors untouched; `hf_to_fairseq` also puts the names in fairseq
 - a Hugging Face folder (`config.json` and `model.safetensors`, sharded safetensors or `pytorch_model.bin`),
   e.g. `hf download facebook/wav2vec2-xls-r-300m --local-dir DIR`, or a snapshot folder of the hub cache;
 - fairseq's checkpoint file (`xlsr2_300m.pt`), read with `torch.load(weights_only=True)`: the classes its
-  pickle names from the packages fairseq checkpoints use (argparse, omegaconf, fairseq, numpy, enum, typing)
-  become inert stand-ins that record their arguments and run nothing; any other is refused, unrun.
+  pickle names from the packages fairseq checkpoints use (argparse, collections, omegaconf, fairseq, numpy,
+  enum, typing) become inert stand-ins that record their arguments and run nothing; any other is refused,
+  unrun.
 
 With each it returns the sizes the file states (its config), in `SSLConfig`'s names, to check against the
 model's before loading.
@@ -250,7 +251,7 @@ def check_sizes(found: Mapping[str, Any], expected: Any, source: str) -> None:
 # --- unpickling without running code ------------------------------------------------------------
 
 # Packages whose classes fairseq checkpoints name in their pickles (configs, enums, logged numbers).
-_STAND_IN_PACKAGES = ("argparse", "omegaconf", "fairseq", "numpy", "enum", "typing")
+_STAND_IN_PACKAGES = ("argparse", "collections", "omegaconf", "fairseq", "numpy", "enum", "typing")
 
 
 class _StandIn:

@@ -25,6 +25,16 @@ SSL_KEYS = ("conv_feature_layers", "encoder_layers", "encoder_embed_dim", "encod
 PREFIX = "ssl_model.model."
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one thread runs them as fast as two, and a busy machine does not stall it
+    (two threads waiting on each other there took 70x as long)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def ref(reference_dir):
     return reference_dir / "ssl_aasist"
@@ -83,6 +93,16 @@ def test_plain_and_channels_last_formulations_give_the_same_logits(tiny_model_co
         with torch.no_grad():
             _, logits = model.eval()(x)
         np.testing.assert_allclose(logits.numpy(), golden["logits_0"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["torch-export", "onnx"])
+def test_export_reproduces_the_reference_model(reference_model, golden, tmp_path, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx onnxruntime)")
+        pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnx onnxruntime)")
+    from models.export import LogitsOnly, export_checked
+    diff = export_checked(LogitsOnly(reference_model).eval(), golden["input_0"], fmt, tmp_path / "ssl_aasist", 1e-5)
+    assert diff <= 1e-5 and (tmp_path / "ssl_aasist").is_file()
 
 
 # --- the published key layout -------------------------------------------------------------------
@@ -202,7 +222,7 @@ def test_hugging_face_folder_loads(tiny_model_config, reference_model, published
 
 
 def test_missing_or_mismatching_pretrained_weights_are_named(tiny_model_config, reference_model, tmp_path):
-    with pytest.raises(InputError, match="wav2vec 2.0 weights not found: .*nowhere"):
+    with pytest.raises(InputError, match="model_config.ssl_pretrained: wav2vec 2.0 weights not found: .*nowhere"):
         build_model({**tiny_model_config, "ssl_pretrained": str(tmp_path / "nowhere")})
     reference_model.ssl_model.model.save_pretrained(tmp_path / "hf")
     wider = {**tiny_model_config, "ssl": {**tiny_model_config["ssl"], "encoder_ffn_embed_dim": 96}}
@@ -297,6 +317,29 @@ def test_shortest_input(tmp_path):
     assert logits.shape == (2, 2)
     with pytest.raises(ValueError, match="at least 1040 samples"):
         model(torch.randn(2, 1039))
+
+
+def test_train_and_evaluate_scripts_run_ssl_aasist(repo_root, tmp_path):
+    from data_utils.demo import write_demo_corpus
+    write_demo_corpus(tmp_path / "LA", seed=0, scale=0.1)
+    config = json.loads((repo_root / "config" / "demo.json").read_text())
+    config.update(database_path=str(tmp_path / "LA"), model_config=TINY_MODEL, batch_size=8, num_epochs=1,
+                  num_workers=0, eval_batch_size=16)
+    (tmp_path / "tiny.json").write_text(json.dumps(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as one_thread, for the scripts
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, *args], cwd=repo_root, env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    run("scripts/train.py", "--config", str(tmp_path / "tiny.json"), "--output_dir", str(tmp_path / "run"))
+    best = tmp_path / "run" / "weights" / "best.pth"
+    assert list(torch.load(best, weights_only=True))[3] == PREFIX + "mask_emb"  # saved in the published layout
+    run("scripts/evaluate.py", "--config", str(tmp_path / "tiny.json"), "--eval_set", "eval", "--model_path", str(best),
+        "--output_dir", str(tmp_path / "eval"), "--json", str(tmp_path / "eval.json"))
+    assert 0 <= json.loads((tmp_path / "eval.json").read_text())["eer_percent"] <= 100
 
 
 # --- configs -------------------------------------------------------------------------------------
