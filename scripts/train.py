@@ -80,7 +80,9 @@ def train_in(run_dir: Path, config: Config, seed: int, checkpoint: dict | None, 
 
     root, nb_samp = Path(config.database_path), config.model_config.nb_samp
     asv_paths = {"dev": root / config.dev_asv_score_path, "eval": root / config.asv_score_path}
-    names = ("train", "dev") + (("eval",) if config.eval_all_best or config.swa_max_dev_eer > 0 else ())
+    # eval: scored with the best dev model (eval_all_best) and the weight average, which any epoch may start
+    # (swa_max_dev_eer 0 admits an epoch of 0 % dev EER).
+    names = ("train", "dev", "eval")
     splits = {name: load_split(root, name, nb_samp, asv_paths.get(name), corpus=config.corpus,
                                augmentation=config.augmentation) for name in names}
     for name in names[1:]:
