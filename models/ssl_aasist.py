@@ -176,6 +176,17 @@ class SSLAASIST(GraphBackEnd):
         self.channels_last = True
         return self
 
+    def use_gradient_checkpointing(self) -> "SSLAASIST":
+        """Keep only each transformer layer's input in training and recompute the layer in the backward pass
+        (transformers' gradient checkpointing): less memory for XLS-R fine-tuning, about a third more compute.
+        Outputs and gradients are unchanged."""
+        model = self.ssl_model.model
+        if hasattr(model, "activation_checkpointing_enable"):  # its name from transformers 5.x on
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return self
+
     def forward(self, x: torch.Tensor, freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:

@@ -32,13 +32,14 @@ from models.loading import resolve_device  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError, user_message  # noqa: E402
 from utils.io import atomic_open  # noqa: E402
-from utils.benchmark import items_per_second, measure_model, write_noise_flacs  # noqa: E402
+from utils.benchmark import items_per_second, largest_training_batch, measure_model, write_noise_flacs  # noqa: E402
 from utils.precision import Speed, prepare_model  # noqa: E402
 
 
 MODE_HELP = ("comma-separated modes: 'published', or fp32|bf16 with any of +compile (torch.compile), "
              "+graphs (compiled graphs replayed as CUDA graphs), +cl (channels-last layout), "
-             "+det (cuDNN deterministic instead of benchmark), e.g. bf16+compile+graphs+cl")
+             "+det (cuDNN deterministic instead of benchmark), +gc (SSL_AASIST: gradient checkpointing of the "
+             "wav2vec 2.0 layers), e.g. bf16+compile+graphs+cl")
 
 
 def parse_mode(spec: str) -> dict:
@@ -47,13 +48,15 @@ def parse_mode(spec: str) -> dict:
     if spec == "published":  # fp32 with PyTorch's default TF32 convolutions, as the published code ran
         return {"name": "published (fp32 eager)", "spec": spec, "fast": False, "speed": Speed(tf32=True)}
     precision, *flags = spec.split("+")
-    if precision not in ("fp32", "bf16") or not set(flags) <= {"compile", "graphs", "cl", "det"} \
+    if precision not in ("fp32", "bf16") or not set(flags) <= {"compile", "graphs", "cl", "det", "gc"} \
             or ("graphs" in flags and "compile" not in flags):
         raise InputError(f"unknown mode {spec!r}; {MODE_HELP}")
     name = " ".join([precision, "compiled" if "compile" in flags else "eager"] + ["+ CUDA graphs"] * ("graphs" in flags)
-                    + ["channels-last"] * ("cl" in flags) + ["cuDNN deterministic"] * ("det" in flags))
+                    + ["channels-last"] * ("cl" in flags) + ["cuDNN deterministic"] * ("det" in flags)
+                    + ["gradient checkpointing"] * ("gc" in flags))
     speed = Speed(precision, channels_last="cl" in flags, compile="compile" in flags, cuda_graphs="graphs" in flags,
-                  cudnn_deterministic="det" in flags, cudnn_benchmark="det" not in flags)
+                  cudnn_deterministic="det" in flags, cudnn_benchmark="det" not in flags,
+                  gradient_checkpointing="gc" in flags)
     return {"name": name, "spec": spec, "fast": True, "speed": speed}
 
 
@@ -131,6 +134,9 @@ def measure_all(modes: list[dict], config, device, batch_size: int, eval_batch_s
         row = {"mode": mode["name"], "spec": mode["spec"],
                **measure_model(model, mode["speed"], device, batch_size, eval_batch_size, args.warmup,
                                args.repeats, args.profile, mode["name"])}
+        if args.max_batch:
+            row["largest_train_batch"] = largest_training_batch(model, mode["speed"], device, batch_size)
+            print(f"{row['mode']}: largest training batch {row['largest_train_batch']}", flush=True)
         logits = row.pop("logits")
         if reference is not None:
             row["max_abs_logit_diff_vs_fp32"] = (logits - reference).abs().max().item()
@@ -162,16 +168,27 @@ def main(argv=None) -> int:
     p.add_argument("--loader_augment", action="store_true",
                    help="also time the loader with each RawBoost algorithm (1-8) and each codec round trip")
     p.add_argument("--profile", type=Path, default=None, help="append each mode's top operators (torch.profiler) here")
+    p.add_argument("--max_batch", action="store_true",
+                   help="CUDA: also find each mode's largest training batch that fits (doubling, then bisection)")
+    p.add_argument("--memory_limit_gib", type=float, default=None,
+                   help="CUDA: let this process use at most this much GPU memory, e.g. 80 for an 80 GB card's")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
 
     try:
         device = resolve_device(args.device)
+        if (args.max_batch or args.memory_limit_gib) and device.type != "cuda":
+            raise InputError("--max_batch and --memory_limit_gib measure CUDA memory: use --device cuda")
+        if args.memory_limit_gib:
+            total = torch.cuda.get_device_properties(device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib * 2**30 / total), device)
         config = load_config(args.config)
         precision = args.precision or ("both" if device.type == "cuda" else "fp32")
         precisions = ["fp32", "bf16"] if precision == "both" else [precision]
         specs = args.modes.split(",") if args.modes else default_modes(device, precisions, args.compile)
         modes = [parse_mode(s.strip()) for s in specs]
+        if config.model_config.architecture != "SSL_AASIST" and any(m["speed"].gradient_checkpointing for m in modes):
+            raise InputError("+gc (gradient checkpointing) applies to SSL_AASIST's wav2vec 2.0 front end only")
         state_dict = load_state_dict(args.weights) if args.weights else None
         batch_size = args.batch_size or config.batch_size
         eval_batch_size = args.eval_batch_size or (256 if device.type == "cuda" else batch_size)

@@ -100,3 +100,21 @@ def test_compiled_training_with_freq_aug_does_not_recompile_per_draw(repo_root):
         logits.sum().backward()
     # One graph before the random mask and one after it; a graph per draw would be recompiling.
     assert counters["stats"]["unique_graphs"] <= 2
+
+
+def test_largest_fitting_batch_search():
+    from utils.benchmark import largest_fitting
+    for cap in (0, 1, 5, 24, 25, 100, 4096, 5000):
+        tried = []
+        found = largest_fitting(lambda n: tried.append(n) or n <= cap, 24, 4096)
+        assert found == min(cap, 4096)
+        assert len(tried) <= 20
+
+
+def test_benchmark_memory_options_need_cuda(repo_root):
+    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--config", "config/demo.json", "--device", "cpu",
+                             "--max_batch"], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--device cuda" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--config", "config/demo.json", "--device", "cpu",
+                             "--modes", "published,fp32+gc"], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "SSL_AASIST" in result.stderr

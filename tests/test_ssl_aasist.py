@@ -309,6 +309,33 @@ def test_frozen_front_end_stays_unchanged():
     assert all(p.grad is None for p in model.ssl_model.parameters())
 
 
+def test_gradient_checkpointing_gives_the_same_gradients():
+    x, y = fixed_batch()
+    grads, layer_calls = [], []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = build_model(TINY_MODEL)
+        model.drop.p = model.drop_way.p = 0.0  # the one random draw that would differ between the two runs
+        if checkpointing:
+            model.use_gradient_checkpointing()
+        calls = []
+        model.ssl_model.model.wav2vec2.encoder.layers[0].attention.register_forward_hook(lambda *_: calls.append(1))
+        _, logits = model.train()(x)
+        torch.nn.functional.cross_entropy(logits, y, weight=torch.tensor(CLASS_WEIGHTS)).backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+        layer_calls.append(len(calls))
+    assert layer_calls == [1, 2]  # checkpointed: the layer runs again in the backward pass
+    assert grads[0].keys() == grads[1].keys() and any(k.startswith("ssl_model.") for k in grads[0])
+    assert max((grads[0][k] - grads[1][k]).abs().max().item() for k in grads[0]) < 1e-6
+
+
+def test_gradient_checkpointing_is_refused_for_aasist(tmp_path, repo_root):
+    raw = json.loads((repo_root / "config" / "demo.json").read_text())
+    (tmp_path / "c.json").write_text(json.dumps({**raw, "gradient_checkpointing": True}))
+    with pytest.raises(InputError, match="gradient_checkpointing"):
+        load_config(tmp_path / "c.json")
+
+
 def test_shortest_input(tmp_path):
     model = build_model(TINY_MODEL).eval()
     assert model.min_samples == 1040  # three 20 ms frames of XLS-R's convolutions
@@ -406,3 +433,16 @@ def test_without_transformers_aasist_works_and_ssl_says_what_to_install(repo_roo
     result = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "pip install transformers" in result.stdout
+
+
+def test_benchmark_measures_gradient_checkpointing(repo_root, tmp_path):
+    raw = json.loads((repo_root / "config" / "demo.json").read_text())
+    (tmp_path / "ssl.json").write_text(json.dumps({**raw, "model_config": TINY_MODEL}))
+    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--config", str(tmp_path / "ssl.json"),
+                             "--device", "cpu", "--batch_size", "2", "--modes", "published,fp32,fp32+gc",
+                             "--warmup", "0", "--repeats", "1", "--loader_items", "2", "--json", str(tmp_path / "b.json")],
+                            cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["modes"]
+    assert [r["mode"] for r in rows][-1] == "fp32 eager gradient checkpointing"
+    assert rows[-1]["max_abs_logit_diff_vs_fp32"] < 1e-6  # scoring is untouched by checkpointing

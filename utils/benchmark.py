@@ -80,6 +80,53 @@ def measure_model(model: torch.nn.Module, speed: Speed, device: torch.device, ba
     return row
 
 
+def largest_fitting(fits, start: int, limit: int) -> int:
+    """The largest n in [1, limit] for which `fits(n)` (False from some n on): doubling from `start`, then
+    bisection. 0 if not even 1 fits."""
+    lo, hi, n = 0, None, start
+    while n <= limit:
+        if not fits(n):
+            hi = n
+            break
+        lo, n = n, 2 * n
+    if hi is None:
+        hi = limit + 1
+        if lo < limit and fits(limit):
+            return limit
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def largest_training_batch(model: torch.nn.Module, speed: Speed, device: torch.device, start: int,
+                           limit: int = 4096) -> int:
+    """The largest training batch whose step (forward, backward, Adam with its state) fits in the CUDA memory
+    this process may use (`torch.cuda.set_per_process_memory_fraction` caps it, e.g. to an 80 GB card's)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    weight = torch.tensor(CLASS_WEIGHTS, device=device)
+    run_model = maybe_compile(model, speed)
+
+    def fits(batch: int) -> bool:
+        try:
+            x = torch.randn(batch, model.nb_samp, device=device)
+            y = torch.randint(0, 2, (batch,), device=device)
+            with autocast(speed.precision, device):
+                _, logits = run_model.train()(x)
+            F.cross_entropy(logits.float(), y, weight=weight).backward()
+            optimizer.step()
+            torch.cuda.synchronize(device)
+            return True
+        except torch.cuda.OutOfMemoryError:
+            return False
+        finally:
+            x = y = logits = None  # noqa: F841  (free the batch before the next try)
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+
+    return largest_fitting(fits, start, limit)
+
+
 def profile_steps(name: str, train_step, score_step, device, path: Path) -> None:
     """Append the operators that take the most time in two training steps and one scoring step, then the
     same grouped by input shape (which convolution is which)."""

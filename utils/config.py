@@ -353,6 +353,7 @@ class Config:
     compile: Optional[bool] = None
     channels_last: Optional[bool] = None   # None: channels-last layout on CUDA in bf16
     cuda_graphs: Optional[bool] = None     # None: compiled graphs replayed as CUDA graphs on one GPU, not DDP
+    gradient_checkpointing: bool = False   # SSL_AASIST: recompute the front end's layers in the backward pass
     augmentation: Optional[AugmentationConfig] = None  # training data only; None: no augmentation
 
     def loader_workers(self) -> int:
@@ -376,6 +377,9 @@ class Config:
         _check(0 <= self.swa_max_dev_eer <= 100, "swa_max_dev_eer", "a percentage in [0, 100]", self.swa_max_dev_eer)
         if self.model_config.architecture != "AASIST":
             _check(not self.freq_aug, "freq_aug", "false for SSL_AASIST (it masks AASIST's sinc filters)", self.freq_aug)
+        else:
+            _check(not self.gradient_checkpointing, "gradient_checkpointing",
+                   "false for AASIST (it applies to SSL_AASIST's wav2vec 2.0 front end)", self.gradient_checkpointing)
 
 
 def load_config(path: str | Path) -> Config:

@@ -28,6 +28,7 @@ class Speed:
     cudnn_deterministic: bool = True   # the published settings
     cudnn_benchmark: bool = False
     tf32: bool = False                 # PyTorch's default on recent GPUs; fp32 here means fp32
+    gradient_checkpointing: bool = False  # SSL_AASIST's front end: activations recomputed in the backward pass
 
 
 def resolve_speed(config: Config, device: torch.device, purpose: str, precision: str | None = None,
@@ -45,7 +46,8 @@ def resolve_speed(config: Config, device: torch.device, purpose: str, precision:
         compile = config.compile if config.compile is not None else cuda and purpose == "train"
     cuda_graphs = config.cuda_graphs if config.cuda_graphs is not None else cuda and not distributed
     return Speed(precision, channels_last, compile, compile and cuda_graphs,
-                 config.cudnn_deterministic_toggle, config.cudnn_benchmark_toggle)
+                 config.cudnn_deterministic_toggle, config.cudnn_benchmark_toggle,
+                 gradient_checkpointing=config.gradient_checkpointing and purpose == "train")
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, speed: Speed) -> torch.nn.Module:
@@ -56,6 +58,8 @@ def prepare_model(model: torch.nn.Module, device: torch.device, speed: Speed) ->
     model = model.to(device)
     if speed.channels_last:
         model.use_channels_last()
+    if speed.gradient_checkpointing:
+        model.use_gradient_checkpointing()
     return model
 
 
