@@ -2,8 +2,8 @@
 
     python scripts/sweep.py --config config/config.json --seeds 1 2 3
     python scripts/sweep.py --config config/config.json --seeds 1 2 3 \\
-        --evaluate asvspoof2021_la /data/ASVspoof2021_LA_eval /data/keys \\
-        --evaluate in_the_wild /data/release_in_the_wild /data/release_in_the_wild/meta.csv
+        --evaluate asvspoof2021_la /data /data/keys \\
+        --evaluate in_the_wild /data /data/release_in_the_wild/meta.csv
     python scripts/sweep.py --config config/config.json --seeds 1 2 3 --launcher slurm --slurm_partition gpu
 
 Run folders: <sweep_dir>/<config name>_seed<seed> (default sweep_dir: exp_result/sweep_<config names>).
@@ -31,7 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"also score every run on this corpus ({', '.join(CORPORA)}) with its audio root and keys "
                         "(as scripts/evaluate.py --corpus/--database_path/--keys); repeat for more corpora. "
                         "The config's own eval set is always scored")
-    p.add_argument("--subset", default=None, help="2021 corpora: eval (default), progress or hidden")
+    p.add_argument("--subset", default=None,
+                   help="for the corpora with subsets (2021 LA and DF): eval (default), progress or hidden")
     p.add_argument("--sweep_dir", type=Path, help="default exp_result/sweep_<config names, joined by +>")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     p.add_argument("--launcher", choices=LAUNCHERS, default="local")
@@ -48,13 +49,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 def evaluations(args) -> tuple[Evaluation, ...]:
     out = []
     for corpus, database, keys in args.evaluate:
-        if not get_corpus(corpus).scores_audio:  # raises InputError for an unknown name
+        found = get_corpus(corpus)  # raises InputError for an unknown name
+        if not found.scores_audio:
             raise InputError(f"--evaluate {corpus}: its score files combine CM and ASV scores; evaluate the CM "
                              "with asvspoof5, then the SASV file with scripts/evaluate.py --scores")
         for path in (database, keys):
             if not Path(path).exists():
                 raise InputError(f"--evaluate {corpus}: not found: {path}")
-        out.append(Evaluation(corpus, str(Path(database).resolve()), str(Path(keys).resolve()), args.subset))
+        subset = args.subset if found.subsets else None  # --subset is for the corpora that have subsets
+        if subset is not None and subset not in found.subsets:
+            raise InputError(f"--subset {subset}: {corpus}'s subsets are {', '.join(found.subsets)}")
+        out.append(Evaluation(corpus, str(Path(database).resolve()), str(Path(keys).resolve()), subset))
     if len({e.corpus for e in out}) < len(out):
         raise InputError("--evaluate: a corpus is listed twice")
     return tuple(out)

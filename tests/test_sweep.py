@@ -49,10 +49,29 @@ def sweep(repo_root, tmp_path_factory) -> tuple[Path, Path, subprocess.Completed
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, f"the run was not killed (exit status {proc.returncode})"
     assert not json.loads((killed / "run_info.json").read_text())["finished"]
+    itw = in_the_wild_release(tmp / "LA", tmp / "release_in_the_wild")
     result = run_script(repo_root, "sweep.py", "--config", str(tmp / "tiny.json"), "--seeds", "1", "2",
-                        "--sweep_dir", str(sweep_dir), "--device", "cpu")
+                        "--sweep_dir", str(sweep_dir), "--device", "cpu",
+                        "--evaluate", "in_the_wild", str(tmp), str(itw / "meta.csv"))  # ROOT holds the release
     assert result.returncode == 0, result.stdout + result.stderr
     return tmp / "tiny.json", sweep_dir, result
+
+
+def in_the_wild_release(la: Path, out: Path, per_class: int = 6) -> Path:
+    """Some demo eval utterances laid out as the In-the-Wild release (16-bit wav, meta.csv)."""
+    import soundfile as sf
+    out.mkdir()
+    rows, taken = ["file,speaker,label"], {"bonafide": 0, "spoof": 0}
+    protocol = la / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.eval.trl.txt"
+    for line in protocol.read_text().splitlines():
+        _, utt, _, _, key = line.split()
+        if taken[key] < per_class:
+            taken[key] += 1
+            x, sr = sf.read(la / "ASVspoof2019_LA_eval" / "flac" / f"{utt}.flac", dtype="int16")
+            sf.write(out / f"{len(rows) - 1}.wav", x, sr, subtype="PCM_16")
+            rows.append(f"{len(rows) - 1}.wav,Speaker,{'bona-fide' if key == 'bonafide' else 'spoof'}")
+    (out / "meta.csv").write_text("\n".join(rows) + "\n")
+    return out
 
 
 def job_logs(sweep_dir: Path) -> str:
@@ -66,7 +85,8 @@ def test_sweep_makes_one_finished_run_per_seed_and_resumes_the_killed_one(sweep)
         info = json.loads((run / "run_info.json").read_text())
         assert info["seed"] == seed and info["finished"]
         assert len(info["sessions"]) == (2 if seed == 1 else 1)  # the killed run was resumed, not restarted
-        for name in ("best_asvspoof2019_la.json", "swa_asvspoof2019_la.json"):
+        for name in ("best_asvspoof2019_la.json", "swa_asvspoof2019_la.json", "best_in_the_wild.json",
+                     "swa_in_the_wild.json"):
             assert (run / "evaluation" / name).is_file()
     logs = job_logs(sweep_dir)
     assert f"--output_dir {sweep_dir / 'tiny_seed1'} --resume" in logs
@@ -86,8 +106,9 @@ def test_report_mean_and_std_are_those_of_the_runs_files(sweep, repo_root, tmp_p
     swa = [json.loads((r / "evaluation" / "swa_asvspoof2019_la.json").read_text())["eer_percent"] for r in runs]
     a07 = [json.loads((r / "evaluation" / "best_asvspoof2019_la.json").read_text())["per_attack_eer_percent"]["A07"]
            for r in runs]
+    itw = [json.loads((r / "evaluation" / "best_in_the_wild.json").read_text())["eer_percent"] for r in runs]
     for name, values in (("dev_eer_percent", dev), ("swa_asvspoof2019_la_eer_percent", swa),
-                         ("asvspoof2019_la_eer_percent[A07]", a07)):
+                         ("asvspoof2019_la_eer_percent[A07]", a07), ("in_the_wild_eer_percent", itw)):
         got = group["metrics"][name]
         assert got["values"] == values
         assert got["mean"] == pytest.approx(statistics.fmean(values), abs=1e-12)
