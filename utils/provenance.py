@@ -29,7 +29,7 @@ RUN_INFO = "run_info.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The session fields that may change a number; report.py warns when averaged runs differ in one.
 COMPARED = ("git_commit", "git_dirty", "python", "torch", "cuda", "cudnn", "numpy", "device", "processes",
-            "precision", "channels_last", "compile", "cuda_graphs")
+            "precision", "channels_last", "compile", "cuda_graphs", "gradient_checkpointing")
 
 
 def config_sha256(config: Config) -> str:
@@ -68,6 +68,7 @@ def session_record(device: torch.device, speed, processes: int) -> dict:
         "channels_last": speed.channels_last,
         "compile": speed.compile,
         "cuda_graphs": speed.cuda_graphs,
+        "gradient_checkpointing": speed.gradient_checkpointing,
     }
 
 
