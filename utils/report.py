@@ -252,7 +252,7 @@ def environment_lines(group: dict) -> list[str]:
         return " / ".join(str(json.loads(v))[:width] for v in env[key])
     lines = [f"Produced by: git {one('git_commit', 12)}{' (with changes)' if 'true' in env['git_dirty'] else ''}; "
              f"Python {one('python')}, PyTorch {one('torch')}, CUDA {one('cuda')}, cuDNN {one('cudnn')}, "
-             f"NumPy {one('numpy')}; {one('device')} x {one('processes')}; precision {one('precision')}, "
+             f"NumPy {one('numpy')}; {one('device')}, processes {one('processes')}; precision {one('precision')}, "
              f"compile {one('compile')}, CUDA graphs {one('cuda_graphs')}, channels-last {one('channels_last')}; "
              f"config sha256 {group['config_sha256'][:16]}."]
     return lines + [f"WARNING: {w}" for w in group["warnings"]]
