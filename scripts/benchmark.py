@@ -103,20 +103,22 @@ def print_table(device_name: str, rows: list[dict], batch_size: int, eval_batch_
     base = rows[0]
     print(f"\n{device_name}: train batch {batch_size}, scoring batch {eval_batch_size}")
     print(f"{'mode':<40} {'train samp/s':>12} {'ratio':>6} {'score samp/s':>12} {'ratio':>6} "
-          f"{'train GiB':>9} {'score GiB':>9} {'max|dlogit|':>11}")
+          f"{'train GiB':>9} {'score GiB':>9} {'max|dlogit|':>11} {'1st step s':>12}")
     for r in rows:
         gib = ["-" if r[k] is None else f"{r[k]:.1f}" for k in ("peak_train_memory_gib", "peak_score_memory_gib")]
         diff = r.get("max_abs_logit_diff_vs_fp32")
         print(f"{r['mode']:<40} {r['train_samples_per_s']:12.1f} "
               f"{r['train_samples_per_s'] / base['train_samples_per_s']:6.2f} {r['score_samples_per_s']:12.1f} "
               f"{r['score_samples_per_s'] / base['score_samples_per_s']:6.2f} {gib[0]:>9} {gib[1]:>9} "
-              f"{'-' if diff is None else f'{diff:.1e}':>11}")
+              f"{'-' if diff is None else f'{diff:.1e}':>11} "
+              f"{r['first_train_step_s']:5.1f} / {r['first_score_step_s']:4.1f}")
     best_train = max(r["train_samples_per_s"] for r in rows)
     best_score = max(r["score_samples_per_s"] for r in rows)
     print(f"loader: {loader:.0f} items/s per worker (flac read + crop); the fastest modes need about "
           f"{int(np.ceil(best_train / loader))} workers to train, {int(np.ceil(best_score / loader))} to score")
     if any("max_abs_logit_diff_vs_fp32" in r for r in rows):
         print("max|dlogit|: largest logit difference from fp32 eager on the scoring batch, same weights")
+    print("1st step s: seconds of the first training / scoring step (compilation and graph capture included)")
     for name, rate in augmented.items():
         print(f"loader + {name}: {rate:.0f} items/s per worker")
 

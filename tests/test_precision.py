@@ -83,6 +83,7 @@ def test_benchmark_runs_and_reports_ratios(repo_root, tmp_path):
     report = json.loads(out.read_text())
     assert [m["mode"] for m in report["modes"]] == ["published (fp32 eager)", "fp32 eager", "bf16 eager"]
     assert all(m["train_samples_per_s"] > 0 and m["score_samples_per_s"] > 0 for m in report["modes"])
+    assert all(m["first_train_step_s"] > 0 and m["first_score_step_s"] > 0 for m in report["modes"])
     assert report["loader_items_per_s_per_worker"] > 0
     assert "ratio" in result.stdout and "workers" in result.stdout
 
