@@ -8,7 +8,8 @@ name for name, tensors untouched; `hf_to_fairseq` also puts the names in fairseq
 `read_pretrained(path)` reads XLS-R (or any wav2vec 2.0 of the same layout) in fairseq's names from
 
 - a Hugging Face folder (`config.json` and `model.safetensors`, sharded safetensors or `pytorch_model.bin`),
-  e.g. `hf download facebook/wav2vec2-xls-r-300m --local-dir DIR`, or a snapshot folder of the hub cache;
+  e.g. `hf download facebook/wav2vec2-xls-r-300m --local-dir DIR`, a snapshot folder of the hub cache, or a
+  model id such as "facebook/wav2vec2-xls-r-300m" found in that cache (never downloaded);
 - fairseq's checkpoint file (`xlsr2_300m.pt`), read with `torch.load(weights_only=True)`: the classes its
   pickle names from the packages fairseq checkpoints use (argparse, collections, omegaconf, fairseq, numpy,
   enum, typing) become inert stand-ins that record their arguments and run nothing; any other is refused,
@@ -121,8 +122,24 @@ def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         return read_hf_folder(path)
     if path.is_file():
         return read_fairseq_checkpoint(path)
+    cached = hub_cache_folder(str(path))
+    if cached is not None:
+        return read_hf_folder(cached)
     raise InputError(f"wav2vec 2.0 weights not found: {path} (a Hugging Face folder such as "
-                     "facebook/wav2vec2-xls-r-300m downloaded with `hf download`, or fairseq's xlsr2_300m.pt)")
+                     "facebook/wav2vec2-xls-r-300m downloaded with `hf download`, that model id once it is in "
+                     "the Hugging Face cache, or fairseq's xlsr2_300m.pt)")
+
+
+def hub_cache_folder(model_id: str) -> Path | None:
+    """The Hugging Face cache's snapshot folder of a model id such as "facebook/wav2vec2-xls-r-300m", or None
+    when it is not an id or not cached. Never downloads (`local_files_only`)."""
+    if model_id.count("/") != 1 or model_id.startswith((".", "/")):
+        return None
+    try:
+        from huggingface_hub import snapshot_download  # installed with transformers
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:  # not installed, not an id, not cached: the caller says what to do
+        return None
 
 
 def read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

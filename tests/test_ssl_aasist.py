@@ -221,6 +221,21 @@ def test_hugging_face_folder_loads(tiny_model_config, reference_model, published
     assert_front_end_is_the_reference(model, published, golden, pretraining=kind != "Wav2Vec2Model")
 
 
+def test_model_id_in_the_hugging_face_cache_loads_without_download(tiny_model_config, reference_model, published,
+                                                                   golden, tmp_path, monkeypatch):
+    snapshot = tmp_path / "hub" / "models--someone--tiny-xlsr" / "snapshots" / "0123abcd"
+    reference_model.ssl_model.model.save_pretrained(snapshot)
+    (tmp_path / "hub" / "models--someone--tiny-xlsr" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someone--tiny-xlsr" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a download attempt would fail, not wait
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    model = build_model({**tiny_model_config, "ssl_pretrained": "someone/tiny-xlsr"})
+    assert_front_end_is_the_reference(model, published, golden)
+    with pytest.raises(InputError, match="someone/not-cached.*Hugging Face cache"):
+        build_model({**tiny_model_config, "ssl_pretrained": "someone/not-cached"})
+
+
 def test_missing_or_mismatching_pretrained_weights_are_named(tiny_model_config, reference_model, tmp_path):
     with pytest.raises(InputError, match="model_config.ssl_pretrained: wav2vec 2.0 weights not found: .*nowhere"):
         build_model({**tiny_model_config, "ssl_pretrained": str(tmp_path / "nowhere")})
