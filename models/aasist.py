@@ -110,6 +110,21 @@ class AASIST(GraphBackEnd):
                           cfg["temperatures"])
         self.pool = fast_ops.max_pool if fast else F.max_pool2d
         self.channels_last = False
+        self.part_limit = None  # set by score_in_parts
+        self.block_channels = [cout for _, cout in block_channels]
+
+    def score_in_parts(self, limit: int = fast_ops.INDEX_LIMIT) -> "AASIST":
+        """Without autograd, run a batch in equal parts whose largest encoder activation stays within `limit`
+        elements (`fast.parts_under`). Each utterance's outputs are the same up to rounding."""
+        self.part_limit = limit
+        return self
+
+    def largest_activation(self, num_samples: int) -> int:
+        """Elements per utterance of the encoder's largest activation (a block's first convolution output:
+        its channels x (frequency rows + 1) x time steps; each block pools time by 3)."""
+        rows = self.pos_S.shape[1] + 1                                     # conv1 pads one row
+        steps = (num_samples - self.conv_time.band_pass.shape[1] + 1) // _STEM_POOL
+        return max(c * rows * (steps // 3 ** i) for i, c in enumerate(self.block_channels))
 
     def use_channels_last(self) -> "AASIST":
         """Run the encoder in channels-last (NHWC) layout, which cuDNN's fast bf16 kernels need.
@@ -129,6 +144,15 @@ class AASIST(GraphBackEnd):
             last_hidden (B, 5 * gat_dims[1]) and logits (B, 2).
         """
         check_waveform(x, self.min_samples, "AASIST")
+        if self.part_limit is not None and not torch.is_grad_enabled():
+            parts = fast_ops.parts_under(x.shape[0], self.largest_activation(x.shape[1]), self.part_limit)
+            if parts > 1:
+                outputs = [self.forward_all(chunk, freq_aug) for chunk in x.chunk(parts)]
+                return torch.cat([h for h, _ in outputs]), torch.cat([logits for _, logits in outputs])
+        return self.forward_all(x, freq_aug)
+
+    def forward_all(self, x: torch.Tensor, freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forward pass of a whole batch at once."""
         x = self.conv_time(x, freq_aug=freq_aug)                          # (B, 70, T - 128)
         x = self.pool(torch.abs(x).unsqueeze(1), (3, 3))                  # (B, 1, 23, (T - 128) // 3)
         if self.channels_last:

@@ -3,6 +3,9 @@
 
 `AASIST(model_config, fast=True)` (the default) uses them; `fast=False` runs the plain formulation
 alone, as the published code computes it (the benchmark's baseline).
+
+`parts_under` serves one more, off by default and switched on by `AASIST.score_in_parts()`: scoring a big
+batch in equal parts whose largest activation stays under 2^31 elements (benchmark mode flag `+parts`).
 """
 import torch
 import torch.nn.functional as F
@@ -47,6 +50,17 @@ def max_pool(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     kf, kt = kernel
     f, t = x.shape[-2] // kf * kf, x.shape[-1] // kt * kt
     return x[..., :f, :t].unflatten(-1, (-1, kt)).unflatten(-3, (-1, kf)).amax(dim=(-3, -1))
+
+
+INDEX_LIMIT = 2**31 - 1  # elements of a tensor that 32-bit indexing reaches
+
+
+def parts_under(batch: int, elements_per_item: int, limit: int = INDEX_LIMIT) -> int:
+    """How many equal parts `batch` items split into so that a part's activation of `elements_per_item` per
+    item stays within `limit` elements. Above 2^31 elements PyTorch splits a cuDNN convolution into batch
+    pieces itself, and on an H200 the one-input-channel convolutions of block 0 then ran on kernels without
+    tensor cores (a third of a scoring batch of 256: issue 4's profile); scoring in parts avoids the split."""
+    return -(-batch // max(1, limit // elements_per_item))
 
 
 def nhwc_strides(x: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,8 @@ from utils.precision import Speed, prepare_model  # noqa: E402
 MODE_HELP = ("comma-separated modes: 'published', or fp32|bf16 with any of +compile (torch.compile), "
              "+graphs (compiled graphs replayed as CUDA graphs), +cl (channels-last layout), "
              "+det (cuDNN deterministic instead of benchmark), +gc (SSL_AASIST: gradient checkpointing of the "
-             "wav2vec 2.0 layers), e.g. bf16+compile+graphs+cl")
+             "wav2vec 2.0 layers), +parts (AASIST: score big batches in parts under 2^31 elements), "
+             "e.g. bf16+compile+graphs+cl")
 
 
 def parse_mode(spec: str) -> dict:
@@ -48,15 +49,15 @@ def parse_mode(spec: str) -> dict:
     if spec == "published":  # fp32 with PyTorch's default TF32 convolutions, as the published code ran
         return {"name": "published (fp32 eager)", "spec": spec, "fast": False, "speed": Speed(tf32=True)}
     precision, *flags = spec.split("+")
-    if precision not in ("fp32", "bf16") or not set(flags) <= {"compile", "graphs", "cl", "det", "gc"} \
+    if precision not in ("fp32", "bf16") or not set(flags) <= {"compile", "graphs", "cl", "det", "gc", "parts"} \
             or ("graphs" in flags and "compile" not in flags):
         raise InputError(f"unknown mode {spec!r}; {MODE_HELP}")
     name = " ".join([precision, "compiled" if "compile" in flags else "eager"] + ["+ CUDA graphs"] * ("graphs" in flags)
                     + ["channels-last"] * ("cl" in flags) + ["cuDNN deterministic"] * ("det" in flags)
-                    + ["gradient checkpointing"] * ("gc" in flags))
+                    + ["gradient checkpointing"] * ("gc" in flags) + ["scored in parts"] * ("parts" in flags))
     speed = Speed(precision, channels_last="cl" in flags, compile="compile" in flags, cuda_graphs="graphs" in flags,
                   cudnn_deterministic="det" in flags, cudnn_benchmark="det" not in flags,
-                  gradient_checkpointing="gc" in flags)
+                  gradient_checkpointing="gc" in flags, score_in_parts="parts" in flags)
     return {"name": name, "spec": spec, "fast": True, "speed": speed}
 
 
@@ -191,6 +192,8 @@ def main(argv=None) -> int:
         modes = [parse_mode(s.strip()) for s in specs]
         if config.model_config.architecture != "SSL_AASIST" and any(m["speed"].gradient_checkpointing for m in modes):
             raise InputError("+gc (gradient checkpointing) applies to SSL_AASIST's wav2vec 2.0 front end only")
+        if config.model_config.architecture != "AASIST" and any(m["speed"].score_in_parts for m in modes):
+            raise InputError("+parts (scoring in parts) applies to AASIST only")
         state_dict = load_state_dict(args.weights) if args.weights else None
         batch_size = args.batch_size or config.batch_size
         eval_batch_size = args.eval_batch_size or (256 if device.type == "cuda" else batch_size)

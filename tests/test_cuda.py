@@ -54,3 +54,14 @@ def test_bf16_fast_path_on_cuda_stays_close(name, config, compiled, repo_root, r
     worst = golden_logits(model, np.load(reference_dir / "model_golden.npz"), name, "bf16", inputs)
     print(f"\nbf16 cuda {name} compiled={compiled} channels_last: max |dlogit| {worst:.2e}")
     assert worst < BF16_LOGIT_TOLERANCE[name]
+
+
+@pytest.mark.parametrize("name, config", MODELS)
+def test_scoring_in_parts_on_cuda_gives_the_published_logits(name, config, repo_root, reference_dir):
+    speed = Speed("fp32", cudnn_deterministic=False, cudnn_benchmark=True)
+    model = published_model(repo_root, reference_dir, name, config, speed)
+    golden = np.load(reference_dir / "model_golden.npz")
+    model.score_in_parts(limit=model.largest_activation(golden["x"].shape[1]))  # one utterance a part
+    worst = golden_logits(model, golden, name, "fp32", inputs=("x",))
+    print(f"\nfp32 cuda {name} scored in parts: max |dlogit| {worst:.2e}")
+    assert worst < FP32_LOGIT_TOLERANCE

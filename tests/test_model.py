@@ -209,3 +209,26 @@ def test_fast_formulation_equals_the_plain_one(config, repo_root):
     assert plain.conv_time.phase_taps is None and plain.pool is torch.nn.functional.max_pool2d
     torch.testing.assert_close(fast_logits, plain_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h_fast, h_plain, atol=1e-5, rtol=1e-5)
+
+
+def test_scoring_in_parts_equals_the_whole_batch(repo_root):
+    from models import fast
+    from utils.config import load_config
+    torch.manual_seed(0)
+    model = AASIST(load_config(repo_root / "config" / "demo.json").model_config).eval()
+    x = torch.randn(5, 12000)
+    with torch.no_grad():
+        whole = model(x)
+    per_item = model.largest_activation(12000)
+    calls = []
+    model.conv_time.register_forward_hook(lambda module, inputs, out: calls.append(out.shape[0]))
+    model.score_in_parts(limit=2 * per_item)                      # at most 2 utterances a part
+    assert fast.parts_under(5, per_item, 2 * per_item) == 3
+    with torch.no_grad():
+        parts = model(x)
+    assert calls == [2, 2, 1]
+    for a, b in zip(whole, parts):
+        assert (a - b).abs().max().item() < 1e-5
+    calls.clear()
+    model(x[:3])                                                  # with autograd: one batch, as in training
+    assert calls == [3]

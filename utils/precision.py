@@ -29,6 +29,7 @@ class Speed:
     cudnn_benchmark: bool = False
     tf32: bool = False                 # PyTorch's default on recent GPUs; fp32 here means fp32
     gradient_checkpointing: bool = False  # SSL_AASIST's front end: activations recomputed in the backward pass
+    score_in_parts: bool = False       # AASIST: big scoring batches in parts under 2^31 elements (benchmark only)
 
 
 def resolve_speed(config: Config, device: torch.device, purpose: str, precision: str | None = None,
@@ -60,6 +61,8 @@ def prepare_model(model: torch.nn.Module, device: torch.device, speed: Speed) ->
         model.use_channels_last()
     if speed.gradient_checkpointing:
         model.use_gradient_checkpointing()
+    if speed.score_in_parts:
+        model.score_in_parts()
     return model
 
 
