@@ -27,6 +27,7 @@ from utils.io import atomic_open
 
 RUN_INFO = "run_info.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS = ("best", "swa")  # weights/<model>.pth: the best-dev model and the weight average
 # The session fields that may change a number; report.py warns when averaged runs differ in one.
 COMPARED = ("git_commit", "git_dirty", "python", "torch", "cuda", "cudnn", "numpy", "device", "processes",
             "precision", "channels_last", "compile", "cuda_graphs", "gradient_checkpointing")
@@ -85,6 +86,12 @@ def mark_finished(run_dir: Path) -> None:
     info = read_run_info(run_dir)
     info["finished"] = _now()
     _write(run_dir, info)
+
+
+def evaluation_file(run_dir: Path, model: str, corpus: str) -> Path:
+    """Where a run's metrics of `model` (one of MODELS) on `corpus` go: scripts/sweep.py writes them,
+    scripts/report.py reads them."""
+    return Path(run_dir) / "evaluation" / f"{model}_{corpus}.json"
 
 
 def read_run_info(run_dir: Path) -> dict | None:

@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from utils.errors import InputError
-from utils.provenance import COMPARED, RUN_INFO, read_run_info
+from utils.provenance import COMPARED, MODELS, RUN_INFO, read_run_info
 
 FIGURES = ("eer_percent", "min_tdcf", "min_dcf", "act_dcf", "cllr_bits", "a_dcf", "t_eer_percent")
 LABELS = {"eer_percent": "EER (%)", "min_tdcf": "min t-DCF", "min_dcf": "minDCF", "act_dcf": "actDCF",
           "cllr_bits": "Cllr (bits)", "a_dcf": "a-DCF", "t_eer_percent": "t-EER (%)"}
-MODELS = ("best", "swa")  # the best-dev model and the weight average
 FORMATS = ("markdown", "csv", "latex", "json")
 
 
@@ -37,6 +36,7 @@ class RunResult:
     config_name: str
     config_sha256: str
     sessions: list
+    finished: bool
     metrics: dict = field(default_factory=dict)  # metric name -> float
 
 
@@ -60,7 +60,8 @@ def read_run(run_dir: Path) -> RunResult:
     """A run's provenance and every metric its files give."""
     info = read_run_info(run_dir)
     try:
-        result = RunResult(run_dir, info["seed"], info["config_name"], info["config_sha256"], info["sessions"])
+        result = RunResult(run_dir, info["seed"], info["config_name"], info["config_sha256"], info["sessions"],
+                           bool(info.get("finished")))
     except (KeyError, TypeError) as e:
         raise InputError(f"{run_dir / RUN_INFO}: missing {e}") from None
     result.metrics.update(dev_metrics(run_dir / "metric_log.txt"))
@@ -130,10 +131,12 @@ def group_runs(runs: list[RunResult]) -> list[dict]:
         metrics = {}
         for metric in _metric_order({m for r in members for m in r.metrics}):
             pairs = [(r.metrics[metric], r.seed) for r in members if metric in r.metrics]
-            metrics[metric] = {**summary([v for v, _ in pairs]), "seeds": [s for _, s in pairs]}
+            values, seeds = [v for v, _ in pairs], [s for _, s in pairs]
+            metrics[metric] = {**summary(values), "seeds": seeds, "best_seed": seeds[values.index(min(values))]}
+        environment = environment_summary(members)
         out.append({"config": name, "config_sha256": sha, "n": len(members), "seeds": [r.seed for r in members],
-                    "runs": [str(r.run_dir) for r in members], "metrics": metrics,
-                    "environment": environment_summary(members), "warnings": group_warnings(members, metrics)})
+                    "runs": [str(r.run_dir) for r in members], "metrics": metrics, "environment": environment,
+                    "warnings": group_warnings(members, metrics, environment)})
     return out
 
 
@@ -142,15 +145,15 @@ def environment_summary(runs: list[RunResult]) -> dict:
     return {key: sorted({json.dumps(s.get(key)) for r in runs for s in r.sessions}) for key in COMPARED}
 
 
-def group_warnings(runs: list[RunResult], metrics: dict) -> list[str]:
+def group_warnings(runs: list[RunResult], metrics: dict, environment: dict) -> list[str]:
     warnings = []
-    for key, values in environment_summary(runs).items():
+    for key, values in environment.items():
         if len(values) > 1:
             warnings.append(f"runs averaged here differ in {key}: {', '.join(values)}")
     seeds = [r.seed for r in runs]
     if len(set(seeds)) < len(seeds):
         warnings.append(f"repeated seeds: {sorted(seeds)}")
-    unfinished = [r.run_dir.name for r in runs if not read_run_info(r.run_dir).get("finished")]
+    unfinished = [r.run_dir.name for r in runs if not r.finished]
     if unfinished:
         warnings.append(f"unfinished runs: {', '.join(unfinished)}")
     incomplete = [m for m, s in metrics.items() if len(s["values"]) < len(runs) and "[" not in m]
@@ -159,15 +162,19 @@ def group_warnings(runs: list[RunResult], metrics: dict) -> list[str]:
     return warnings
 
 
+def parse_metric(name: str) -> tuple[bool, str, str | None, str]:
+    """`swa_asvspoof2021_la_eer_percent[A07]` -> (weight average?, corpus, figure or None, attack or "")."""
+    base, _, attack = name.partition("[")
+    figure = next((f for f in FIGURES if base.endswith("_" + f)), None)
+    corpus = base[: -len(figure) - 1] if figure else base
+    return corpus.startswith("swa_"), corpus.removeprefix("swa_"), figure, attack.rstrip("]")
+
+
 def _metric_order(names: set[str]) -> list[str]:
     """dev first, then each corpus's best-dev figures, the weight average's, and the per-attack EERs last."""
     def key(name: str):
-        base = name.split("[", 1)[0]
-        figure = next((f for f in FIGURES if base.endswith("_" + f)), "")
-        corpus = base[: -len(figure) - 1] if figure else base
-        swa = corpus.startswith("swa_")
-        return ("[" in name, not corpus.startswith("dev"), swa, corpus.removeprefix("swa_"),
-                FIGURES.index(figure) if figure else 99, name)
+        swa, corpus, figure, attack = parse_metric(name)
+        return (bool(attack), corpus != "dev", swa, corpus, FIGURES.index(figure) if figure else 99, name)
     return sorted(names, key=key)
 
 
@@ -175,13 +182,10 @@ def _metric_order(names: set[str]) -> list[str]:
 
 def label(metric: str) -> str:
     """`swa_asvspoof2021_la_eer_percent[A07]` -> `asvspoof2021_la EER (%) A07, weight average`."""
-    base, _, attack = metric.partition("[")
-    figure = next((f for f in FIGURES if base.endswith("_" + f)), None)
+    swa, corpus, figure, attack = parse_metric(metric)
     if figure is None:
         return metric
-    corpus = base[: -len(figure) - 1]
-    text = f"{corpus.removeprefix('swa_')} {LABELS[figure]}" + (f" {attack.rstrip(']')}" if attack else "")
-    return text + (", weight average" if corpus.startswith("swa_") else "")
+    return f"{corpus} {LABELS[figure]}" + (f" {attack}" if attack else "") + (", weight average" if swa else "")
 
 
 def _num(value, digits: int) -> str:
@@ -197,9 +201,8 @@ def _rows(group: dict) -> list[tuple]:
     rows = []
     for metric, s in group["metrics"].items():
         d = _digits(metric)
-        best_seed = s["seeds"][s["values"].index(s["min"])]
         spread = f"{_num(s['mean'], d)} ± {_num(s['std'], d)}"
-        rows.append((label(metric), spread, f"{_num(s['min'], d)} (seed {best_seed})", _num(s["max"], d),
+        rows.append((label(metric), spread, f"{_num(s['min'], d)} (seed {s['best_seed']})", _num(s["max"], d),
                      str(len(s["values"]))))
     return rows
 
@@ -235,7 +238,7 @@ def format_csv(groups: list[dict]) -> str:
         for metric, s in g["metrics"].items():
             writer.writerow([g["config"], g["config_sha256"], metric, repr(s["mean"]),
                              "" if s["std"] is None else repr(s["std"]), repr(s["min"]), repr(s["max"]),
-                             len(s["values"]), s["seeds"][s["values"].index(s["min"])],
+                             len(s["values"]), s["best_seed"],
                              " ".join(repr(v) for v in s["values"])])
     return buffer.getvalue()
 
@@ -253,7 +256,8 @@ def environment_lines(group: dict) -> list[str]:
     lines = [f"Produced by: git {one('git_commit', 12)}{' (with changes)' if 'true' in env['git_dirty'] else ''}; "
              f"Python {one('python')}, PyTorch {one('torch')}, CUDA {one('cuda')}, cuDNN {one('cudnn')}, "
              f"NumPy {one('numpy')}; {one('device')}, processes {one('processes')}; precision {one('precision')}, "
-             f"compile {one('compile')}, CUDA graphs {one('cuda_graphs')}, channels-last {one('channels_last')}; "
+             f"compile {one('compile')}, CUDA graphs {one('cuda_graphs')}, channels-last {one('channels_last')}, "
+             f"gradient checkpointing {one('gradient_checkpointing')}; "
              f"config sha256 {group['config_sha256'][:16]}."]
     return lines + [f"WARNING: {w}" for w in group["warnings"]]
 

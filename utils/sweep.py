@@ -23,10 +23,9 @@ from pathlib import Path
 
 from utils.config import load_config
 from utils.errors import InputError
-from utils.provenance import read_run_info
+from utils.provenance import MODELS, REPO_ROOT, evaluation_file, read_run_info
+from utils.training import CHECKPOINT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MODELS = ("best", "swa")  # weights/<model>.pth: the best-dev model and the weight average
 LAUNCHERS = ("local", "slurm")
 
 
@@ -53,13 +52,14 @@ class SeedJob:
     def __call__(self) -> str:
         run_dir = Path(self.run_dir)
         self.train(run_dir)
+        targets = self.targets()
         for model in MODELS:
             weights = run_dir / "weights" / f"{model}.pth"
             if not weights.is_file():  # no epoch was good enough for the weight average
                 print(f"note: {weights} does not exist; not evaluated", flush=True)
                 continue
-            for evaluation in self.targets():
-                out = run_dir / "evaluation" / f"{model}_{evaluation.corpus}.json"
+            for evaluation in targets:
+                out = evaluation_file(run_dir, model, evaluation.corpus)
                 if not out.is_file():
                     self.run(self.evaluate_command(weights, evaluation, out))
         return str(run_dir)
@@ -69,7 +69,7 @@ class SeedJob:
         if info is not None and info.get("finished"):
             print(f"{run_dir}: finished on {info['finished']}; not trained again", flush=True)
             return
-        resume = (run_dir / "checkpoint.pth").is_file()
+        resume = (run_dir / CHECKPOINT).is_file()
         command = [self.python, "scripts/train.py", "--config", self.config, "--output_dir", str(run_dir)]
         command += ["--resume"] if resume else ["--seed", str(self.seed)]
         self.run(command + (["--device", self.device] if self.device else []))
