@@ -11,7 +11,6 @@ the whole recording in ``nb_samp`` windows (hop ``nb_samp // 2`` by default) and
 lowest window score.
 """
 import csv
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 from data_utils.dataset import SAMPLE_RATE, pad_repeat, read_mono, to_16k
 from utils.errors import InputError
-from utils.io import atomic_open, printable_path
+from utils.io import atomic_open, atomic_write_json, printable_path
 from utils.precision import is_compiled
 from utils.scoring import forward_logits
 
@@ -333,14 +332,10 @@ def write_results(path: str | os.PathLike, records: list[dict], meta: dict) -> N
         InputError: ``path`` cannot be written, or a value is NaN or infinite (which JSON cannot hold).
     """
     path = Path(path)
+    if path.suffix.lower() == ".json":
+        atomic_write_json(path, {**meta, "files": records})
+        return
     with atomic_open(path) as f:
-        if path.suffix.lower() == ".json":
-            try:
-                json.dump({**meta, "files": records}, f, indent=2, allow_nan=False)
-            except ValueError as e:
-                raise InputError(f"cannot write {printable_path(path)}: {e}") from None
-            f.write("\n")
-        else:
-            writer = csv.DictWriter(f, fieldnames=list(records[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)
+        writer = csv.DictWriter(f, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)

@@ -13,7 +13,6 @@ items/s of one worker reading flac and cropping; with --loader_augment, also wit
 and each codec round trip (every item augmented) before the crop.
 """
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +30,7 @@ from models import build_model, load_state_dict  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError, user_message  # noqa: E402
-from utils.io import atomic_open  # noqa: E402
+from utils.io import atomic_write_json  # noqa: E402
 from utils.benchmark import items_per_second, largest_training_batch, measure_model, write_noise_flacs  # noqa: E402
 from utils.precision import Speed, prepare_model  # noqa: E402
 
@@ -206,8 +205,7 @@ def main(argv=None) -> int:
                       "eval_batch_size": eval_batch_size, "modes": rows, "loader_items_per_s_per_worker": loader}
             if args.loader_augment:
                 report["loader_augmented_items_per_s_per_worker"] = augmented
-            with atomic_open(args.json) as f:
-                json.dump(report, f, indent=2)
+            atomic_write_json(args.json, report)
     except InputError as e:  # a bad config or mode, no flac files for the loader, an unwritable --json path
         print(f"error: {user_message(e)}", file=sys.stderr)
         return 2

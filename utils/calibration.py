@@ -27,7 +27,7 @@ from scipy.special import expit
 
 from utils.config import CLASS_WEIGHTS
 from utils.errors import InputError
-from utils.io import atomic_open, printable_path
+from utils.io import atomic_write_json, printable_path
 from utils.metrics import DCF_C_FA, DCF_C_MISS, DCF_P_SPOOF, check_scores
 
 # ASVspoof 2019 LA train protocol (ASVspoof2019.LA.cm.train.trn.txt): bona fide and spoof trials.
@@ -209,9 +209,7 @@ def save_calibration(path: str | os.PathLike, cal: Calibration) -> None:
     for name in ("scale", "offset", "p_target"):
         if not math.isfinite(getattr(cal, name)):
             raise InputError(f"calibration {name} is {getattr(cal, name)}; not writing {printable_path(path)}")
-    with atomic_open(path) as f:
-        json.dump(asdict(cal), f, indent=2, allow_nan=False)
-        f.write("\n")
+    atomic_write_json(path, asdict(cal))
 
 
 def load_calibration(path: str | os.PathLike) -> Calibration:

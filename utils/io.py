@@ -1,6 +1,7 @@
 """Atomic file writes (a reader sees the old file or the whole new one, never half of one), a check that an
 output can be written before the work that fills it, and file names that always print."""
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -38,6 +39,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         if isinstance(e, OSError):
             raise InputError(f"cannot write {path}: {e.strerror or e}") from None
         raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    """Write `obj` as indented JSON, atomically. NaN or infinity (which JSON cannot hold) is an InputError
+    naming `path`, and the file is left as it was."""
+    with atomic_open(path) as f:
+        try:
+            json.dump(obj, f, indent=2, allow_nan=False)
+        except ValueError as e:
+            raise InputError(f"cannot write {printable_path(path)}: {e}") from None
+        f.write("\n")
 
 
 def check_writable(path: str | os.PathLike, folder: bool = False) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from utils.config import Config
-from utils.io import atomic_open
+from utils.io import atomic_write_json
 
 RUN_INFO = "run_info.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -100,9 +100,7 @@ def read_run_info(run_dir: Path) -> dict | None:
 
 
 def _write(run_dir: Path, info: dict) -> None:
-    with atomic_open(Path(run_dir) / RUN_INFO) as f:
-        json.dump(info, f, indent=2)
-        f.write("\n")
+    atomic_write_json(Path(run_dir) / RUN_INFO, info)
 
 
 def _now() -> str:

@@ -8,14 +8,13 @@ Two formats, space separated, one trial a line (blank lines are skipped):
 
 Every problem with a file raises ``InputError`` naming the file and, where there is one, the line.
 """
-import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from utils.errors import InputError
-from utils.io import atomic_open
+from utils.io import atomic_open, atomic_write_json
 from utils.metrics import check_scores, compute_eer, compute_min_tdcf, per_attack_eer
 
 CM_KEYS = ("bonafide", "spoof")
@@ -197,6 +196,4 @@ def format_metrics(metrics: dict) -> str:
 
 def write_metrics_json(path: str | os.PathLike, metrics: dict) -> None:
     """Write the dict of ``compute_metrics`` as JSON, atomically (floats keep every digit)."""
-    with atomic_open(path) as f:
-        json.dump(metrics, f, indent=2, allow_nan=False)
-        f.write("\n")
+    atomic_write_json(path, metrics)

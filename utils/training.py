@@ -7,7 +7,6 @@ resumable checkpoint. At the end: the weight average (SWA) with recomputed Batch
 scored on eval.
 """
 import contextlib
-import json
 import math
 import os
 import pickle
@@ -28,7 +27,7 @@ from tqdm import tqdm
 from utils.config import CLASS_WEIGHTS, Config, config_from_dict, config_to_dict
 from utils.distributed import DistInfo, average_across_ranks_, gather_objects
 from utils.errors import InputError
-from utils.io import atomic_open, atomic_torch_save
+from utils.io import atomic_open, atomic_torch_save, atomic_write_json
 from utils.optimizer import build_optimizer, build_scheduler, scheduler_interval
 from utils.plots import cm_figures
 from utils.precision import Speed, autocast, maybe_compile
@@ -301,8 +300,7 @@ def fit(run: Run) -> None:
     config, state, dist_info = run.config, run.state, run.dist_info
     if dist_info.is_main:
         (run.run_dir / "weights").mkdir(parents=True, exist_ok=True)
-        with atomic_open(run.run_dir / "config.json") as f:
-            json.dump(config_to_dict(config), f, indent=2)
+        atomic_write_json(run.run_dir / "config.json", config_to_dict(config))
         from torch.utils.tensorboard import SummaryWriter
         # purge_step drops events an interrupted run wrote after its last checkpoint.
         run.writer = SummaryWriter(log_dir=str(run.run_dir), purge_step=state.epoch)
