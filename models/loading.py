@@ -75,6 +75,12 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], source: str = "weights"
 
 def load_weights_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "weights") -> None:
     """Strict load with an error that names the mismatching keys and shapes, or the NaN or infinite tensors."""
+    check_finite(state_dict, source)
+    _load_strict(model, state_dict, source)
+
+
+def _load_strict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """`model.load_state_dict(strict=True)` with an error that names the mismatching keys and shapes."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -87,7 +93,6 @@ def load_weights_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Ten
                 parts.append(f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}")
         raise InputError(f"{source} do not fit this model configuration (wrong config, e.g. AASIST weights "
                          f"into AASIST-L?); " + "; ".join(parts))
-    check_finite(state_dict, source)
     model.load_state_dict(state_dict, strict=True)
 
 
@@ -106,5 +111,5 @@ def load_model(config: str | Path | Config | ModelConfig | Mapping, weights_path
         config = load_config(config)
     model_config = config.model_config if isinstance(config, Config) else config
     model = build_model(model_config, pretrained=False)
-    load_weights_into(model, load_state_dict(weights_path), source=str(weights_path))
+    _load_strict(model, load_state_dict(weights_path), str(weights_path))  # load_state_dict checked the values
     return model.to(device or resolve_device()).eval()
