@@ -18,7 +18,7 @@ name                keys (as released)                           score file (one
 Every corpus has the same few methods: ``read_keys(keys_path, subset)`` -> ``Trials``;
 ``read_scores(path, trials)`` -> scores aligned with the trials (a file that does not match the keys is
 refused with an ``InputError`` naming the file, the count and the first ids); ``metrics(scores, trials,
-extra)`` -> the figures of the official evaluation package, to the digit; ``audio_path(root, audio_id)``
+extra)`` -> the figures of the official evaluation package, to the digit; ``audio_paths(root, audio_ids)``
 and ``write_scores(path, ids, scores)`` for scoring the audio. ``evaluate_score_file`` chains them.
 
 Figures use these JSON names: ``eer_percent``, ``min_tdcf``, ``min_dcf``, ``act_dcf``, ``cllr_bits``,
@@ -70,7 +70,7 @@ class Trials:
     Attributes:
         ids: (N,) str, the id a score file gives a trial (SASV: ``"spk filename"``).
         labels: (N,) str, ``bonafide``/``spoof`` (SASV and 2021 ASV keys: ``target``/``nontarget``/``spoof``).
-        audio_ids: (N,) str, the audio file of each trial, for ``Corpus.audio_path``.
+        audio_ids: (N,) str, the audio file of each trial, for ``Corpus.audio_paths``.
         factors: {name: (N,) str}, the conditions of the official tables (``attack``, ``codec``,
             ``vocoder``, ``compression``, ``subset``, ...) that the key file gives.
         in_subset: (N,) bool, the trials the metrics use; a score file must still cover all N.
@@ -352,9 +352,11 @@ class Corpus:
         """Write a score file in the official submission format, atomically."""
         raise NotImplementedError
 
-    def audio_path(self, root, audio_id: str) -> Path:
-        """The audio file of ``audio_id`` (``Trials.audio_ids``) under the unpacked release ``root``."""
-        return Path(root) / _audio_dir(str(root), self.audio_dirs) / f"{audio_id}{self.audio_suffix}"
+    def audio_paths(self, root, audio_ids) -> list[Path]:
+        """The audio files of ``audio_ids`` (``Trials.audio_ids``) under the unpacked release ``root`` (its
+        audio folder looked up once)."""
+        folder = Path(root) / _audio_dir(str(root), self.audio_dirs)
+        return [folder / f"{audio_id}{self.audio_suffix}" for audio_id in audio_ids]
 
     def _subset(self, subset: str | None) -> str | None:
         if not self.subsets:

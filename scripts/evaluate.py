@@ -129,7 +129,7 @@ def score_corpus_with_model(args, dist_info) -> Path:
     model_path = args.model_path or Path(config.model_path)
     score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.corpus}_scores.txt"
     trials = corpus.read_keys(args.keys)  # every trial: the official packages want them all, any subset
-    paths = [corpus.audio_path(database, a) for a in trials.audio_ids]
+    paths = corpus.audio_paths(database, trials.audio_ids)
     check_files_exist(paths)
     device = torch.device("cuda", dist_info.local_rank) if args.device_type == "cuda" else torch.device("cpu")
     speed = resolve_speed(config, device, "score", precision=args.precision, compile=args.compile or None)

@@ -337,12 +337,13 @@ def test_write_refuses_non_finite_scores(tmp_path):
 
 def test_audio_paths_under_the_release_root(tmp_path):
     la, df = get_corpus("asvspoof2021_la"), get_corpus("asvspoof2021_df")
-    assert la.audio_path(tmp_path, "LA_E_1") == tmp_path / "ASVspoof2021_LA_eval/flac/LA_E_1.flac"
-    assert df.audio_path(tmp_path, "DF_E_2") == tmp_path / "ASVspoof2021_DF_eval/flac/DF_E_2.flac"
-    assert get_corpus("in_the_wild").audio_path(tmp_path, "0.wav") == tmp_path / "release_in_the_wild/0.wav"
-    assert get_corpus("asvspoof5").audio_path(tmp_path, "E_01") == tmp_path / "flac_E_eval/E_01.flac"
+    assert la.audio_paths(tmp_path, ["LA_E_1"]) == [tmp_path / "ASVspoof2021_LA_eval/flac/LA_E_1.flac"]
+    assert df.audio_paths(tmp_path, ["DF_E_2"]) == [tmp_path / "ASVspoof2021_DF_eval/flac/DF_E_2.flac"]
+    assert get_corpus("in_the_wild").audio_paths(tmp_path, ["0.wav"]) == [tmp_path / "release_in_the_wild/0.wav"]
+    assert get_corpus("asvspoof5").audio_paths(tmp_path, ["E_01"]) == [tmp_path / "flac_E_eval/E_01.flac"]
     (tmp_path / "other" / "flac_E").mkdir(parents=True)  # the folder name of some copies
-    assert get_corpus("asvspoof5_sasv").audio_path(tmp_path / "other", "E_01") == tmp_path / "other/flac_E/E_01.flac"
+    other = get_corpus("asvspoof5_sasv").audio_paths(tmp_path / "other", ["E_01"])
+    assert other == [tmp_path / "other/flac_E/E_01.flac"]
     trials = get_corpus("asvspoof5_sasv").read_keys(write(tmp_path / "t.tsv", "E_1 E_01 F bonafide target\n"))
     assert (trials.ids.tolist(), trials.audio_ids.tolist()) == (["E_1 E_01"], ["E_01"])
 
