@@ -20,6 +20,7 @@ from utils.calibration import (
     save_calibration,
     training_prior_log_odds,
 )
+from data_utils.corpora import get_corpus
 from utils.errors import InputError
 from utils.metrics import compute_act_dcf, compute_cllr, compute_min_dcf
 
@@ -267,6 +268,12 @@ def test_evaluate_and_infer_apply_a_calibration(repo_root, reference_dir, la_tin
     metrics = json.loads((tmp_path / "m.json").read_text())
     after = metrics["calibrated"]
     assert after["min_dcf"] == metrics["min_dcf"] and after["eer_percent"] == metrics["eer_percent"]
+    corpus = get_corpus("asvspoof5")
+    trials = corpus.read_keys(track1 / "ASVspoof5.eval.track_1.tsv")
+    llr = cal.apply(corpus.read_scores(track1 / "cm_score.tsv", trials))
+    bona = trials.labels == "bonafide"
+    assert after["act_dcf"] == pytest.approx(compute_act_dcf(llr[bona], llr[~bona]), rel=1e-12)
+    assert after["cllr_bits"] == pytest.approx(compute_cllr(llr[bona], llr[~bona]), rel=1e-12)
     assert after["act_dcf"] != metrics["act_dcf"] and "calibrated:" in result.stdout
     result = subprocess.run([sys.executable, "scripts/infer.py", str(la_tiny / "LA_E_2000000.flac"), "--config",
                              "config/AASIST-L.json", "--model_path", str(reference_dir / "weights" / "AASIST-L.pth"),

@@ -62,6 +62,9 @@ def test_scoring_in_parts_on_cuda_gives_the_published_logits(name, config, repo_
     model = published_model(repo_root, reference_dir, name, config, speed)
     golden = np.load(reference_dir / "model_golden.npz")
     model.score_in_parts(limit=model.largest_activation(golden["x"].shape[1]))  # one utterance a part
+    parts = []
+    model.conv_time.register_forward_hook(lambda module, inputs, out: parts.append(out.shape[0]))
     worst = golden_logits(model, golden, name, "fp32", inputs=("x",))
+    assert parts == [1] * golden["x"].shape[0]
     print(f"\nfp32 cuda {name} scored in parts: max |dlogit| {worst:.2e}")
     assert worst < FP32_LOGIT_TOLERANCE

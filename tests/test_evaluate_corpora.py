@@ -53,7 +53,8 @@ def test_a_score_file_that_misses_trials_is_named(repo_root, reference_dir, tmp_
     short.write_text("\n".join(lines[:-2]) + "\n")
     result = evaluate(repo_root, "--corpus", "in_the_wild", "--scores", short, "--keys", root / "meta.csv")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: ") and str(short) in result.stderr and "2" in result.stderr
+    assert result.stderr.startswith("error: ") and f"{short}: 2 of the 700 trials of " in result.stderr
+    assert "are missing" in result.stderr
 
 
 # --- scoring audio as each release lays it out ----------------------------------------------------------------

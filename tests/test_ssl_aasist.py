@@ -83,7 +83,7 @@ def test_reference_logits_and_features(reference_model, golden, i):
         last_hidden, logits = reference_model(x)
     np.testing.assert_allclose(features.numpy(), golden[f"ssl_features_{i}"], rtol=0, atol=2e-5)
     np.testing.assert_allclose(last_hidden.numpy(), golden[f"last_hidden_{i}"], rtol=0, atol=2e-5)
-    np.testing.assert_allclose(logits.numpy(), golden[f"logits_{i}"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(logits.numpy(), golden[f"logits_{i}"], rtol=0, atol=2e-5)  # the reference's bound
 
 
 def test_plain_and_channels_last_formulations_give_the_same_logits(tiny_model_config, published, golden):

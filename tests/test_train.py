@@ -254,10 +254,12 @@ def test_an_epoch_is_the_same_with_and_without_loader_workers(repo_root, corpus,
         cpu, speed = torch.device("cpu"), Speed()
         training.seed_everything(5)
         model = prepare_model(AASIST(config.model_config), cpu, speed)
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
         run = training.build_run(dataclasses.replace(config, num_workers=workers), 5, tmp_path / "run", cpu, speed,
                                  DistInfo(), splits, model, TrainSampler(len(splits["train"].dataset), 5))
         training.train_one_epoch(run, 0)
         weights.append(model.state_dict())
+    assert any(not torch.equal(initial[k], weights[1][k]) for k in initial)  # the epoch did train
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
