@@ -136,14 +136,14 @@ class Augmenter:
         if rawboost_params.maxF > sr / 2:
             raise InputError(f"augmentation.rawboost.maxF must be at most half the sample rate ({sr / 2:g} Hz), "
                              f"got {rawboost_params.maxF!r}")
-        self.rawboost_algo, self.params = rawboost_algo, rawboost_params.to_dict()
+        self.rawboost_algo, self.params = rawboost_algo, rawboost_params
         self.codec_prob, self.codecs, self.codec_compression = codec_prob, list(codecs), (low, high)
         self.sr = sr
         if codec_prob > 0:
             for codec in self.codecs:
                 check_codec(codec, sorted({low, high}), sr)
         if rawboost_algo:
-            rawboost(np.full(sr // 10, 0.1, np.float32), rawboost_algo, np.random.RandomState(0), sr, **self.params)
+            rawboost(np.full(sr // 10, 0.1, np.float32), rawboost_algo, np.random.RandomState(0), sr, self.params)
 
     @classmethod
     def from_config(cls, config: "AugmentationConfig | None") -> "Augmenter | None":
@@ -164,7 +164,7 @@ class Augmenter:
         """
         if self.rawboost_algo:
             stream = np.random.MT19937(np.random.SeedSequence(seed, spawn_key=(_RAWBOOST_STREAM,)))
-            x = rawboost(x, self.rawboost_algo, np.random.RandomState(stream), self.sr, **self.params)
+            x = rawboost(x, self.rawboost_algo, np.random.RandomState(stream), self.sr, self.params)
         if self.codec_prob > 0:
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_CODEC_STREAM,)))
             use, codec, level = rng.random(), rng.integers(len(self.codecs)), rng.uniform(*self.codec_compression)

@@ -39,9 +39,6 @@ from scipy import signal
 from utils.config import RAWBOOST_ALGORITHMS as ALGORITHMS, RawBoostParams
 from utils.errors import InputError
 
-LA_ALGO = 5  # SSL_Anti-spoofing main_SSL_LA.py default, for ASVspoof 2021 LA
-DF_ALGO = 3  # SSL_Anti-spoofing main_SSL_DF.py default, for ASVspoof 2021 DF
-
 
 # --- helpers ---------------------------------------------------------------------------------------------------
 
@@ -156,7 +153,8 @@ def ssi_additive_noise(x: np.ndarray, rng: np.random.RandomState, p: RawBoostPar
 
 # --- the published algorithms ------------------------------------------------------------------------------------
 
-def rawboost(x: np.ndarray, algo: int, rng: np.random.RandomState, sr: int = 16000, **params) -> np.ndarray:
+def rawboost(x: np.ndarray, algo: int, rng: np.random.RandomState, sr: int = 16000,
+             params: RawBoostParams | None = None, **overrides) -> np.ndarray:
     """Apply RawBoost algorithm ``algo`` (0-8, see the module docstring) to one waveform.
 
     Args:
@@ -164,7 +162,8 @@ def rawboost(x: np.ndarray, algo: int, rng: np.random.RandomState, sr: int = 160
         algo: 0 (no change) to 8.
         rng: the legacy ``numpy.random.RandomState`` every random value is drawn from.
         sr: sample rate, Hz; the filters' frequencies (``maxF`` at most sr/2) are in Hz.
-        **params: ``RawBoostParams`` fields overriding the published defaults.
+        params: the parameters, already validated (a loader passes its own for every utterance).
+        **overrides: without ``params``, ``RawBoostParams`` fields overriding the published defaults.
     Returns:
         (L,) float32.
     """
@@ -174,7 +173,9 @@ def rawboost(x: np.ndarray, algo: int, rng: np.random.RandomState, sr: int = 160
     if not isinstance(rng, np.random.RandomState):
         raise TypeError(f"rng must be a numpy.random.RandomState (the published legacy stream), "
                         f"got {type(rng).__name__}")
-    p = RawBoostParams.from_dict(params)
+    if params is not None and overrides:
+        raise TypeError("give either params or keyword overrides, not both")
+    p = params if params is not None else RawBoostParams.from_dict(overrides)
     if p.maxF > sr / 2:
         raise InputError(f"rawboost.maxF must be at most half the sample rate ({sr / 2:g} Hz), got {p.maxF!r}")
     x = np.asarray(x)
