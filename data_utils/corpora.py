@@ -886,6 +886,16 @@ def get_corpus(name: str) -> Corpus:
         raise InputError(f"unknown corpus {name!r} (known: {', '.join(CORPORA)})") from None
 
 
+def get_audio_corpus(name: str) -> Corpus:
+    """``get_corpus(name)`` for scoring audio with a model; InputError for a corpus whose score files a
+    countermeasure alone does not write (ASVspoof 5 track 2: CM and ASV scores together)."""
+    corpus = get_corpus(name)
+    if not corpus.scores_audio:
+        raise InputError(f"{name} score files combine CM and ASV scores: score the CM with --corpus asvspoof5, "
+                         "then evaluate the SASV score file with scripts/evaluate.py --scores")
+    return corpus
+
+
 _CALIBRATED = ("act_dcf", "cllr_bits", "min_dcf", "eer_percent")  # minDCF and EER: unchanged, for reference
 
 

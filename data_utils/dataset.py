@@ -343,9 +343,10 @@ def check_split(split: str, paths: SplitPaths, entries: Sequence[ProtocolEntry],
     Raises:
         InputError: a paragraph per kind of problem, with its count and the first ``show`` files.
     """
-    missing = _missing_audio(entries, paths.audio_dir)
+    all_paths = [audio_path(paths.audio_dir, e.utt_id) for e in entries]
+    missing = _missing_files(all_paths)
     absent = set(missing)
-    present = [p for p in (audio_path(paths.audio_dir, e.utt_id) for e in entries) if p not in absent]
+    present = [p for p in all_paths if p not in absent]
     unreadable, wrong_rate = _header_problems(present)
     found = {f"in the protocol are missing from {paths.audio_dir}": missing,
              "cannot be read": unreadable,

@@ -32,7 +32,7 @@ from utils.io import check_writable  # noqa: E402
 from utils.score_files import (ASVScores, CMScores, compute_metrics, format_metrics, read_asv_scores,  # noqa: E402
                                read_cm_scores, write_cm_scores, write_metrics_json)
 from utils.plots import require_matplotlib, save_plots  # noqa: E402  (matplotlib itself is imported lazily)
-from data_utils.corpora import CORPORA, evaluate_score_file, format_corpus_metrics, get_corpus  # noqa: E402
+from data_utils.corpora import CORPORA, evaluate_score_file, format_corpus_metrics, get_audio_corpus  # noqa: E402
 from utils.calibration import load_calibration  # noqa: E402
 
 LA2019 = "asvspoof2019_la"
@@ -120,10 +120,7 @@ def score_corpus_with_model(args, dist_info) -> Path:
     from utils.scoring import score_to_file
     import torch
 
-    corpus = get_corpus(args.corpus)
-    if not corpus.scores_audio:
-        raise InputError(f"{args.corpus} score files combine CM and ASV scores: score the CM with --corpus asvspoof5, "
-                         "then evaluate the SASV score file with --scores")
+    corpus = get_audio_corpus(args.corpus)
     config = load_config(args.config)
     database = args.database_path or Path(config.database_path)
     model_path = args.model_path or Path(config.model_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from data_utils.corpora import CORPORA, get_corpus  # noqa: E402
+from data_utils.corpora import CORPORA, get_audio_corpus  # noqa: E402
 from utils.errors import InputError, user_message  # noqa: E402
 from utils.sweep import LAUNCHERS, Evaluation, importable_here, launch_local, launch_slurm, seed_jobs  # noqa: E402
 
@@ -49,10 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def evaluations(args) -> tuple[Evaluation, ...]:
     out = []
     for corpus, database, keys in args.evaluate:
-        found = get_corpus(corpus)  # raises InputError for an unknown name
-        if not found.scores_audio:
-            raise InputError(f"--evaluate {corpus}: its score files combine CM and ASV scores; evaluate the CM "
-                             "with asvspoof5, then the SASV file with scripts/evaluate.py --scores")
+        found = get_audio_corpus(corpus)  # InputError for an unknown name or a SASV corpus
         for path in (database, keys):
             if not Path(path).exists():
                 raise InputError(f"--evaluate {corpus}: not found: {path}")
