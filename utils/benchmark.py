@@ -28,6 +28,23 @@ def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+def training_step(model: torch.nn.Module, run_model: torch.nn.Module, speed: Speed, device: torch.device):
+    """`step(x, y)`: one training step of `model` (forward through `run_model`, its compiled form or itself),
+    weighted cross-entropy, Adam as in the recipe."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    weight = torch.tensor(CLASS_WEIGHTS, device=device)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        model.train()
+        with autocast(speed.precision, device):
+            _, logits = run_model(x)
+        loss = F.cross_entropy(logits.float(), y, weight=weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
 def measure_model(model: torch.nn.Module, speed: Speed, device: torch.device, batch_size: int,
                   eval_batch_size: int, warmup: int, repeats: int, profile: Path | None = None,
                   name: str = "") -> dict:
@@ -40,23 +57,16 @@ def measure_model(model: torch.nn.Module, speed: Speed, device: torch.device, ba
          (None on a CPU), "first_train_step_s", "first_score_step_s" (the first call of each, compilation
          and CUDA graph capture included: what a user waits for at every start)}.
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
-    weight = torch.tensor(CLASS_WEIGHTS, device=device)
     gen = torch.Generator(device="cpu").manual_seed(1)
     x_train = torch.randn(batch_size, model.nb_samp, generator=gen).to(device)
     y_train = torch.randint(0, 2, (batch_size,), generator=gen).to(device)
     x_eval = torch.randn(eval_batch_size, model.nb_samp, generator=gen).to(device)
     run_model = maybe_compile(model, speed)
     cuda = device.type == "cuda"
+    step = training_step(model, run_model, speed, device)
 
     def train_step():
-        model.train()
-        with autocast(speed.precision, device):
-            _, logits = run_model(x_train)
-        loss = F.cross_entropy(logits.float(), y_train, weight=weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        step(x_train, y_train)
 
     @torch.no_grad()
     def score_step():
@@ -113,25 +123,17 @@ def largest_training_batch(model: torch.nn.Module, speed: Speed, device: torch.d
                            limit: int = 4096) -> int:
     """The largest training batch whose step (forward, backward, Adam with its state) fits in the CUDA memory
     this process may use (`torch.cuda.set_per_process_memory_fraction` caps it, e.g. to an 80 GB card's)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
-    weight = torch.tensor(CLASS_WEIGHTS, device=device)
-    run_model = maybe_compile(model, speed)
+    step = training_step(model, maybe_compile(model, speed), speed, device)
 
     def fits(batch: int) -> bool:
         try:
-            x = torch.randn(batch, model.nb_samp, device=device)
-            y = torch.randint(0, 2, (batch,), device=device)
-            with autocast(speed.precision, device):
-                _, logits = run_model.train()(x)
-            F.cross_entropy(logits.float(), y, weight=weight).backward()
-            optimizer.step()
+            step(torch.randn(batch, model.nb_samp, device=device), torch.randint(0, 2, (batch,), device=device))
             torch.cuda.synchronize(device)
             return True
         except torch.cuda.OutOfMemoryError:
             return False
         finally:
-            x = y = logits = None  # noqa: F841  (free the batch before the next try)
-            optimizer.zero_grad(set_to_none=True)
+            model.zero_grad(set_to_none=True)  # free what a failed step held before the next try
             torch.cuda.empty_cache()
 
     return largest_fitting(fits, start, limit)
