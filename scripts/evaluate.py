@@ -75,21 +75,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def scoring_inputs(args):
+    """The config, corpus root, weights and output folder of a scoring run: the options, else the config's."""
+    from utils.config import load_config
+    config = load_config(args.config)
+    return (config, args.database_path or Path(config.database_path), args.model_path or Path(config.model_path),
+            args.output_dir or Path("exp_result") / "evaluate")
+
+
+def scoring_model(args, config, model_path: Path, device):
+    """The model with its weights, ready to score on `device` (precision and compile: the options, else the
+    config's, `utils.precision.resolve_speed`), and its `Speed`."""
+    from models import load_model
+    from utils.precision import maybe_compile, prepare_model, resolve_speed
+    speed = resolve_speed(config, device, "score", precision=args.precision, compile=args.compile or None)
+    return maybe_compile(prepare_model(load_model(config, model_path, device), device, speed), speed), speed
+
+
 def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     """Score `--eval_set` with the model. Returns the scores, the score file to write them to (checked to be
     writable before scoring) and the ASV scores."""
     # Imported here, not at the top: the metrics-only mode does not need torch.
     from data_utils import load_split
-    from models import load_model
     from models.loading import resolve_device
-    from utils.config import load_config
-    from utils.precision import maybe_compile, prepare_model, resolve_speed
     from utils.scoring import score_dataset
 
-    config = load_config(args.config)
-    database = args.database_path or Path(config.database_path)
-    model_path = args.model_path or Path(config.model_path)
-    output_dir = args.output_dir or Path("exp_result") / "evaluate"
+    config, database, model_path, output_dir = scoring_inputs(args)
     score_file = output_dir / f"{model_path.stem}_{args.eval_set}_scores.txt"
     check_writable(score_file)  # now, not after the set is scored
     device = resolve_device(args.device)
@@ -99,11 +110,9 @@ def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:
     if split.asv is None:
         print(f"note: no ASV scores at {asv_path}: min t-DCF is not computed")
 
-    speed = resolve_speed(config, device, "score", precision=args.precision, compile=args.compile or None)
-    model = maybe_compile(prepare_model(load_model(config, model_path, device), device, speed), speed)
-    batch_size = args.batch_size or config.eval_batch_size or config.batch_size
-    cm = score_dataset(model, split.dataset, batch_size, device, config.loader_workers(), desc=args.eval_set,
-                       precision=speed.precision)
+    model, speed = scoring_model(args, config, model_path, device)
+    cm = score_dataset(model, split.dataset, args.batch_size or config.scoring_batch_size(), device,
+                       config.loader_workers(), desc=args.eval_set, precision=speed.precision)
     return cm, score_file, split.asv
 
 
@@ -114,27 +123,21 @@ def score_corpus_with_model(args, dist_info) -> Path:
     scoring finished chunks again); under torchrun the processes share the chunks and rank 0 writes the file.
     """
     from data_utils.dataset import AudioFiles, check_files_exist
-    from models import load_model
-    from utils.config import load_config
-    from utils.precision import maybe_compile, prepare_model, resolve_speed
     from utils.scoring import score_to_file
     import torch
 
     corpus = get_audio_corpus(args.corpus)
-    config = load_config(args.config)
-    database = args.database_path or Path(config.database_path)
-    model_path = args.model_path or Path(config.model_path)
-    score_file = (args.output_dir or Path("exp_result") / "evaluate") / f"{model_path.stem}_{args.corpus}_scores.txt"
+    config, database, model_path, output_dir = scoring_inputs(args)
+    score_file = output_dir / f"{model_path.stem}_{args.corpus}_scores.txt"
     trials = corpus.read_keys(args.keys)  # every trial: the official packages want them all, any subset
     paths = corpus.audio_paths(database, trials.audio_ids)
     check_files_exist(paths)
     device = torch.device("cuda", dist_info.local_rank) if args.device_type == "cuda" else torch.device("cpu")
-    speed = resolve_speed(config, device, "score", precision=args.precision, compile=args.compile or None)
-    model = maybe_compile(prepare_model(load_model(config, model_path, device), device, speed), speed)
+    model, speed = scoring_model(args, config, model_path, device)
     if dist_info.is_main:
         note_if_replacing(score_file)
     score_to_file(model, AudioFiles(paths, trials.ids, config.model_config.nb_samp), score_file,
-                  corpus.write_scores, args.batch_size or config.eval_batch_size or config.batch_size, device,
+                  corpus.write_scores, args.batch_size or config.scoring_batch_size(), device,
                   config.loader_workers(), dist_info, speed.precision, resume=args.resume, desc=args.corpus)
     if dist_info.is_main:
         print(f"scores: {score_file}")

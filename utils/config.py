@@ -356,6 +356,10 @@ class Config:
     gradient_checkpointing: bool = False   # SSL_AASIST: recompute the front end's layers in the backward pass
     augmentation: Optional[AugmentationConfig] = None  # training data only; None: no augmentation
 
+    def scoring_batch_size(self) -> int:
+        """The batch dev, eval and other sets are scored in: `eval_batch_size`, else the training batch."""
+        return self.eval_batch_size or self.batch_size
+
     def loader_workers(self) -> int:
         """`num_workers`, or by default one per CPU core up to 8 (a worker reads about 1,000 files/s:
         scoring on a GPU at about 3,000 utterances/s needs 3 or 4)."""

@@ -285,7 +285,7 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[float, float]:
 
 def score_and_measure(run: Run, model, split: str, score_file: str | None, desc: str) -> tuple[CMScores, dict]:
     """Score a set (all ranks share the work); rank 0 writes the score file. Returns the scores and metrics."""
-    batch_size = run.config.eval_batch_size or run.config.batch_size
+    batch_size = run.config.scoring_batch_size()
     cm = score_dataset(model, run.splits[split].dataset, batch_size, run.device, run.num_workers, run.dist_info,
                        desc, run.speed.precision)
     if run.dist_info.is_main and score_file is not None:
