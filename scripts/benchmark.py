@@ -29,7 +29,7 @@ from data_utils.rawboost import ALGORITHMS  # noqa: E402
 from models import build_model, load_state_dict  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.errors import InputError, user_message  # noqa: E402
+from utils.errors import InputError, report_error, user_message  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 from utils.benchmark import items_per_second, largest_training_batch, measure_model, write_noise_flacs  # noqa: E402
 from utils.precision import Speed, prepare_model  # noqa: E402
@@ -207,8 +207,7 @@ def main(argv=None) -> int:
                 report["loader_augmented_items_per_s_per_worker"] = augmented
             atomic_write_json(args.json, report)
     except InputError as e:  # a bad config or mode, no flac files for the loader, an unwritable --json path
-        print(f"error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return report_error(e)
     return 0
 
 

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install needed
 
 from utils.calibration import ASV5_P_TARGET, fit_calibration, save_calibration  # noqa: E402
-from utils.errors import InputError, user_message  # noqa: E402
+from utils.errors import InputError, report_error  # noqa: E402
 from utils.io import check_writable  # noqa: E402
 from utils.metrics import compute_act_dcf, compute_cllr, compute_min_dcf  # noqa: E402
 from utils.score_files import read_cm_scores  # noqa: E402
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         before, after = figures(bonafide, spoof), figures(cal.apply(bonafide), cal.apply(spoof))
         save_calibration(args.out, cal)
     except InputError as e:
-        print(f"error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return report_error(e)
     sign = "-" if cal.offset < 0 else "+"
     print(f"calibration: llr = {cal.scale:.6g} * score {sign} {abs(cal.offset):.6g}  "
           f"({cal.n_bonafide} bona fide, {cal.n_spoof} spoof; p_target {cal.p_target:.4f})")

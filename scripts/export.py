@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from models import load_model  # noqa: E402
 from models.export import FORMATS, ExportCheckError, LogitsOnly, check_batch, export_checked  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.errors import InputError, user_message  # noqa: E402
+from utils.errors import InputError, report_error  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         x = check_batch(args.check_inputs, config.model_config.nb_samp)
         diff = export_checked(net, x, args.format, args.out, args.tolerance)
     except InputError as e:
-        print(f"error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return report_error(e)
     except ExportCheckError as e:
         print(f"error: {e}; {args.out} not written", file=sys.stderr)
         return 1

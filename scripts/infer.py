@@ -31,7 +31,7 @@ from models.loading import resolve_device  # noqa: E402
 from models.inference import find_audio, read_files, result_row, score_stream, write_results  # noqa: E402
 from utils.calibration import load_calibration  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.errors import InputError, user_message  # noqa: E402
+from utils.errors import InputError, report_error  # noqa: E402
 from utils.io import check_writable, printable_path  # noqa: E402
 
 # The published AASIST's EER threshold on the ASVspoof 2019 LA eval set for the bona fide logit
@@ -132,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             check_writable(args.output)  # now, not after scoring
         records, meta = run(args)
     except InputError as e:
-        print(f"error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return report_error(e)
     print_table(records, args.threshold, args.segments)
     if args.output is not None:
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.errors import InputError, user_message  # noqa: E402
+from utils.errors import InputError, report_error  # noqa: E402
 from utils.io import atomic_open, check_writable  # noqa: E402
 from utils.report import FORMATS, FORMATTERS, find_runs, group_runs, read_run  # noqa: E402
 
@@ -39,8 +39,7 @@ def main(argv=None) -> int:
                 f.write(text)
             print(f"table: {args.out}")
     except InputError as e:
-        print(f"error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return report_error(e)
     return 0
 
 

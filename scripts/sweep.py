@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from data_utils.corpora import CORPORA, get_audio_corpus  # noqa: E402
-from utils.errors import InputError, user_message  # noqa: E402
+from utils.errors import InputError, report_error  # noqa: E402
 from utils.sweep import LAUNCHERS, Evaluation, importable_here, launch_local, launch_slurm, seed_jobs  # noqa: E402
 
 
@@ -81,8 +81,7 @@ def main(argv=None) -> int:
                                     gpus_per_node=0 if args.device == "cpu" else 1, cpus_per_task=args.cpus_per_task,
                                     mem_gb=args.mem_gb)
     except InputError as e:
-        print(f"error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return report_error(e)
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
     if not failures:

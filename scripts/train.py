@@ -22,7 +22,7 @@ from models import build_model  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from utils.config import Config, load_config  # noqa: E402
 from utils.distributed import DistInfo, cleanup, init_distributed  # noqa: E402
-from utils.errors import InputError, user_message  # noqa: E402
+from utils.errors import InputError, report_error  # noqa: E402
 from utils.precision import prepare_model, resolve_speed  # noqa: E402
 from utils.provenance import mark_finished, record_session, session_record  # noqa: E402
 from utils.training import (CHECKPOINT, build_run, fit, load_checkpoint, run_folder_lock, say,  # noqa: E402
@@ -112,8 +112,7 @@ def main(argv=None) -> int:
     try:
         device_type = resolve_device(args.device).type
     except InputError as e:
-        print(f"error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return report_error(e)
     dist_info = init_distributed(device_type)
     status, together = 0, True
     try:
@@ -122,8 +121,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         status = 2
     except InputError as e:  # perhaps on this rank alone
-        print(f"error: {user_message(e)}", file=sys.stderr)
-        status, together = 2, False
+        status, together = report_error(e), False
     # Here, not in the except blocks: their tracebacks hold the DDP model, which must be gone before gloo is.
     cleanup(dist_info, together)
     return status

@@ -1,9 +1,10 @@
 """The one exception type for bad input from the user (a file, a line, a key, a value).
 
 Scripts catch ``InputError`` at the top and print ``user_message(e)`` without a traceback; anything
-else is a bug and keeps its traceback. It subclasses ``ValueError`` so notebook code that
+else is a bug and keeps its traceback. ``report_error(e)`` prints that line and returns the exit status. It subclasses ``ValueError`` so notebook code that
 already catches ``ValueError`` keeps working.
 """
+import sys
 
 
 class InputError(ValueError):
@@ -24,3 +25,10 @@ def user_message(e: BaseException) -> str:
     module = "" if cls.__module__ in ("builtins", "__main__") else f"{cls.__module__}."
     _, found, message = text.rpartition(f"\n{module}{cls.__qualname__}: ")
     return message.strip() if found else text
+
+
+def report_error(e: BaseException) -> int:
+    """Print ``error: <user_message(e)>`` on stderr, the one line a script shows for bad input; returns 2,
+    the exit status of bad input."""
+    print(f"error: {user_message(e)}", file=sys.stderr)
+    return 2
