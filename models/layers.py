@@ -89,7 +89,9 @@ class ResidualBlock(nn.Module):
                  pool_time: bool = True):
         super().__init__()
         self.first = first
-        # `fast`: pool without autograd by a reshape and a maximum (`fast.max_pool`), the same values.
+        # `fast`: pool without autograd by a reshape and a maximum (`fast.max_pool`), and in evaluation mode
+        # fold bn2 into conv1 (`fast.fold_batch_norm`): the same values.
+        self.fold_bn = fast
         self.pool = None if not pool_time else fast_ops.max_pool if fast else F.max_pool2d
         if not first:
             # Quirk kept on purpose: the published block owns bn1 (it is in the state dict) but its
@@ -106,8 +108,11 @@ class ResidualBlock(nn.Module):
             self.conv_downsample = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)                     # (B, out, F+1, T)
-        out = self.selu(self.bn2(out))
+        if self.fold_bn and not self.training:
+            out = F.conv2d(x, *fast_ops.fold_batch_norm(self.conv1, self.bn2), padding=self.conv1.padding)
+        else:
+            out = self.bn2(self.conv1(x))       # (B, out, F+1, T)
+        out = self.selu(out)
         out = self.conv2(out)                   # (B, out, F, T)
         identity = x if self.conv_downsample is None else self.conv_downsample(x)
         if self.pool is None:

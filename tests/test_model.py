@@ -201,14 +201,36 @@ def test_fast_formulation_equals_the_plain_one(config, repo_root):
     model_config = load_config(repo_root / config).model_config
     torch.manual_seed(0)
     fast = AASIST(model_config).eval()
+    for bn in (m for m in fast.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics a folding can get wrong
+        with torch.no_grad():
+            bn.running_mean.normal_(0, 0.5), bn.running_var.uniform_(0.5, 2), bn.weight.normal_(1, 0.3)
+            bn.bias.normal_(0, 0.3)
     plain = AASIST(model_config, fast=False).eval()
     plain.load_state_dict(fast.state_dict())
     x = torch.randn(3, 64600, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         (h_fast, fast_logits), (h_plain, plain_logits) = fast(x), plain(x)
     assert plain.conv_time.phase_taps is None and plain.pool is torch.nn.functional.max_pool2d
+    assert not plain.encoder[0][0].fold_bn and fast.encoder[0][0].fold_bn
     torch.testing.assert_close(fast_logits, plain_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h_fast, h_plain, atol=1e-5, rtol=1e-5)
+
+
+def test_folded_batch_norm_passes_gradients_to_the_published_parameters():
+    """Scoring folds bn2 into conv1 on the fly; in evaluation mode with autograd (e.g. saliency or
+    adversarial attacks on a scorer) conv1 and bn2 still get the plain formulation's gradients."""
+    from models.layers import ResidualBlock
+    torch.manual_seed(0)
+    fast, plain = ResidualBlock(4, 8).eval(), ResidualBlock(4, 8, fast=False).eval()
+    with torch.no_grad():
+        fast.bn2.running_mean.normal_(), fast.bn2.running_var.uniform_(0.5, 2), fast.bn2.weight.normal_()
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 4, 5, 30)
+    for block in (fast, plain):
+        block(x).square().sum().backward()
+    for name in ("conv1.weight", "conv1.bias", "bn2.weight", "bn2.bias"):
+        torch.testing.assert_close(fast.get_parameter(name).grad, plain.get_parameter(name).grad)
+    assert set(fast.state_dict()) == set(plain.state_dict())
 
 
 def test_scoring_in_parts_equals_the_whole_batch(repo_root):
