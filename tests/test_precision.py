@@ -112,6 +112,28 @@ def test_largest_fitting_batch_search():
         assert len(tried) <= 20
 
 
+def test_kernel_table_names_the_operator_behind_each_kernel():
+    """The profile's attribution (benchmark --profile on CUDA): a kernel's time goes to the operator that
+    launched it, with its input shapes, and to the outermost operator above; largest first."""
+    from types import SimpleNamespace as Event
+    from torch.autograd.profiler_util import Kernel
+    from utils.benchmark import kernel_table
+    conv2d = Event(name="aten::conv2d", input_shapes=[[256, 1, 24, 21490]], kernels=[], cpu_parent=None)
+    cudnn = Event(name="aten::cudnn_convolution", input_shapes=[[256, 1, 24, 21490], [32, 1, 2, 3]], cpu_parent=conv2d,
+                  kernels=[Kernel("implicit_convolve_sgemm", 0, 3000.0), Kernel("nchwToNhwcKernel", 0, 500.0)])
+    copy = Event(name="aten::copy_", input_shapes=[[24, 32, 24, 7163]], cpu_parent=None,
+                 kernels=[Kernel("nchwToNhwcKernel", 0, 250.0), Kernel("nchwToNhwcKernel", 0, 250.0)])
+    lines = kernel_table([conv2d, cudnn, copy]).splitlines()
+    assert "implicit_convolve_sgemm <- aten::cudnn_convolution [[256, 1, 24, 21490], [32, 1, 2, 3]] <- aten::conv2d" \
+        in lines[1] and lines[1].split()[:3] == ["3.00", "75.0", "1"]
+    assert "nchwToNhwcKernel <- aten::cudnn_convolution" in lines[2] or "nchwToNhwcKernel <- aten::cudnn_convolution" \
+        in lines[3]
+    assert any(line.split()[:3] == ["0.50", "12.5", "2"] and "<- aten::copy_ [[24, 32, 24, 7163]] <- aten::copy_" in line
+               for line in lines)
+    assert lines[-1].split()[:2] == ["4.00", "100.0"]
+    assert kernel_table([conv2d]) == "(no GPU kernels recorded)\n"
+
+
 def test_benchmark_memory_options_need_cuda(repo_root):
     result = subprocess.run([sys.executable, "scripts/benchmark.py", "--config", "config/demo.json", "--device", "cpu",
                              "--max_batch"], cwd=repo_root, capture_output=True, text=True, timeout=120)

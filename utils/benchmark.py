@@ -1,5 +1,6 @@
 """Timing for `scripts/benchmark.py`: a training step and a scoring step of a model, its peak memory,
 and the item rate of a loader worker, each a median of repeats after warm-up, device synchronised."""
+import collections
 import statistics
 import time
 from pathlib import Path
@@ -157,6 +158,35 @@ def profile_steps(name: str, train_step, score_step, device, path: Path) -> None
             f.write(f"\n--- {name}: {what}, by input shape ---\n")
             f.write(prof.key_averages(group_by_input_shape=True).table(
                 sort_by=sort_by, row_limit=25, max_name_column_width=40, max_shapes_column_width=100))
+            if device.type == "cuda":
+                f.write(f"\n--- {name}: {what}, GPU kernels by the operator that launched them ---\n")
+                f.write(kernel_table(prof.events()))
+
+
+def kernel_table(events, rows: int = 30) -> str:
+    """GPU time per (kernel, the operator that launched it with its input shapes, the outermost operator
+    above that), largest first: which convolution runs on which kernel, and where each layout conversion
+    (nchwToNhwc, nhwcToNchw) comes from. `events`: a profile's `FunctionEvent`s (kernels hang on the
+    operator that launched them, `cpu_parent` leads up)."""
+    totals = collections.defaultdict(lambda: [0, 0.0])
+    for event in events:
+        for kernel in event.kernels:
+            outer = event
+            while outer.cpu_parent is not None:
+                outer = outer.cpu_parent
+            shapes = [shape for shape in event.input_shapes if shape]  # tensors only, not scalar arguments
+            launcher = f"{event.name} {shapes}" if shapes else event.name
+            key = (kernel.name, launcher, outer.name)
+            totals[key][0] += 1
+            totals[key][1] += kernel.duration
+    if not totals:
+        return "(no GPU kernels recorded)\n"
+    grand = sum(us for _, us in totals.values())
+    lines = [f"{'ms':>8} {'%':>5} {'calls':>5}  kernel <- launching operator (input shapes) <- outermost operator"]
+    for (kernel, launcher, outer), (calls, us) in sorted(totals.items(), key=lambda kv: -kv[1][1])[:rows]:
+        lines.append(f"{us / 1e3:8.2f} {100 * us / grand:5.1f} {calls:5d}  {kernel[:90]} <- {launcher[:160]} <- {outer[:80]}")
+    lines.append(f"{grand / 1e3:8.2f} 100.0        all kernels")
+    return "\n".join(lines) + "\n"
 
 
 def write_noise_flacs(folder: Path, count: int, seed: int = 0) -> list[Path]:
