@@ -76,6 +76,13 @@ def test_bad_param_values_are_named(raw, key):
         RawBoostParams.from_dict(raw)
 
 
+def test_bad_param_values_are_named_when_built_in_python():
+    with pytest.raises(InputError, match="rawboost.maxG must be a finite number, got nan"):
+        RawBoostParams(maxG=float("nan"))
+    with pytest.raises(InputError, match="rawboost.N_f must be int, got 2.5"):
+        dataclasses.replace(RawBoostParams(), N_f=2.5)
+
+
 def test_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         RawBoostParams().P = 1

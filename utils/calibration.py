@@ -25,7 +25,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from utils.config import CLASS_WEIGHTS
+from utils.config import CLASS_WEIGHTS, dataclass_from_dict
 from utils.errors import InputError
 from utils.io import atomic_write_json, printable_path
 from utils.metrics import DCF_C_FA, DCF_C_MISS, DCF_P_SPOOF, check_scores
@@ -199,11 +199,6 @@ def fit_calibration(bonafide_scores, spoof_scores, p_target: float = ASV5_P_TARG
 # The JSON file
 # ---------------------------------------------------------------------------------------------------------
 
-_FIELD_TYPES = {"scale": float, "offset": float, "p_target": float, "fitted_on": str, "n_bonafide": int,
-                "n_spoof": int}  # Calibration's fields, in its order
-_TYPE_WORDS = {float: "a number", int: "an integer", str: "a string"}
-
-
 def save_calibration(path: str | os.PathLike, cal: Calibration) -> None:
     """Write ``cal`` as a small JSON object (its six fields; floats keep every digit), atomically."""
     for name in ("scale", "offset", "p_target"):
@@ -229,30 +224,14 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
         raise InputError(f"cannot read calibration file {where}: {e.strerror or e}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{where}: not a JSON calibration file ({e})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: expected a JSON object with keys {', '.join(_FIELD_TYPES)}")
-    missing = [k for k in _FIELD_TYPES if k not in data]
-    if missing:
-        raise InputError(f"{where}: missing key(s) {', '.join(missing)}")
-    unknown = sorted(set(data) - set(_FIELD_TYPES))
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(_FIELD_TYPES)})")
-    values = {}
-    for name, kind in _FIELD_TYPES.items():
-        value = data[name]
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):  # json reads NaN and Infinity
-                raise InputError(f"{where}: {name} must be a finite number, got {value}")
-            value = float(value)
-        elif type(value) is not kind:  # bool is not an int here: "n_spoof": true is refused
-            raise InputError(f"{where}: {name} must be {_TYPE_WORDS[kind]}, got {json.dumps(value)}")
-        values[name] = value
-    if values["scale"] <= 0:
-        raise InputError(f"{where}: scale must be positive, got {values['scale']}")
-    if not 0 < values["p_target"] < 1:
-        raise InputError(f"{where}: p_target must lie strictly between 0 and 1, got {values['p_target']}")
-    for name in ("n_bonafide", "n_spoof"):
-        if values[name] <= 0:
-            raise InputError(f"{where}: {name} must be positive, got {values[name]}")
-    return Calibration(**values)
-
+    try:
+        cal = dataclass_from_dict(Calibration, data, root="calibration")
+        if cal.scale <= 0:
+            raise InputError(f"scale must be positive, got {cal.scale}")
+        _check_p_target(cal.p_target)
+        for name in ("n_bonafide", "n_spoof"):
+            if getattr(cal, name) <= 0:
+                raise InputError(f"{name} must be positive, got {getattr(cal, name)}")
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    return cal

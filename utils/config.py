@@ -249,14 +249,8 @@ class RawBoostParams:
     SNRmax: float = 40
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if f.type is int:
-                if not (is_number and isinstance(value, int)):
-                    raise InputError(f"rawboost.{f.name} must be an int, got {value!r}")
-            elif not (is_number and math.isfinite(value)):
-                raise InputError(f"rawboost.{f.name} must be a finite number, got {value!r}")
+        for f in dataclasses.fields(self):  # from_dict has checked these; RawBoostParams(...) in Python has not
+            _coerce(getattr(self, f.name), f.type, f"rawboost.{f.name}")
         _check_rawboost(self.N_f >= 1, "N_f", "at least 1", self.N_f)
         _check_rawboost(self.nBands >= 1, "nBands", "at least 1", self.nBands)
         _check_rawboost(0 < self.minF <= self.maxF, "minF", "positive and at most maxF", self.minF)
@@ -269,13 +263,7 @@ class RawBoostParams:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "RawBoostParams":
         """Build from a config dict; keys left out keep their defaults, unknown keys are an ``InputError``."""
-        if not isinstance(raw, Mapping):
-            raise InputError(f"rawboost parameters must be a JSON object, got {type(raw).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(raw) - set(names))
-        if unknown:
-            raise InputError(f"unknown RawBoost parameter(s) {', '.join(unknown)}; valid: {', '.join(names)}")
-        return cls(**raw)
+        return dataclass_from_dict(cls, dict(raw) if isinstance(raw, Mapping) else raw, prefix="rawboost.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -408,12 +396,12 @@ def load_config(path: str | Path) -> Config:
 
 
 def config_from_dict(raw: Any) -> Config:
-    return _build(Config, raw, prefix="")
+    return dataclass_from_dict(Config, raw)
 
 
 def model_config_from_dict(raw: Any) -> ModelConfig:
     """A validated `ModelConfig` from a config's `model_config` mapping."""
-    return _build(ModelConfig, dict(raw) if isinstance(raw, Mapping) else raw, prefix="model_config.")
+    return dataclass_from_dict(ModelConfig, dict(raw) if isinstance(raw, Mapping) else raw, prefix="model_config.")
 
 
 def config_to_dict(config: Config) -> dict:
@@ -430,8 +418,11 @@ def _nested_class(hint):
     return hint if dataclasses.is_dataclass(hint) else None
 
 
-def _build(cls, raw: Any, prefix: str):
-    where = prefix.rstrip(".") or "config"
+def dataclass_from_dict(cls, raw: Any, prefix: str = "", root: str = "config"):
+    """`cls`, a dataclass, from a JSON object: fields left out keep their defaults, nested dataclasses are
+    built in turn, values are checked and converted by `_coerce`. An error is an `InputError` that names the key,
+    `prefix` + field (`root` for the object itself when `prefix` is empty)."""
+    where = prefix.rstrip(".") or root
     if not isinstance(raw, dict):
         raise InputError(f"{where} must be a JSON object, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -451,7 +442,7 @@ def _build(cls, raw: Any, prefix: str):
         if nested is not None:
             optional = hints[name] is not nested
             value = _preset(nested, raw[name], key)
-            values[name] = None if optional and value is None else _build(nested, value, prefix=key + ".")
+            values[name] = None if optional and value is None else dataclass_from_dict(nested, value, prefix=key + ".")
         else:
             values[name] = _coerce(raw[name], hints[name], key)
     return cls(**values)
