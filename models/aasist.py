@@ -8,7 +8,7 @@ from torch import nn
 from utils.config import DEFAULT_NB_SAMP, min_input_length
 
 from . import fast as fast_ops
-from .layers import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, ResidualBlock, SincConv
+from .layers import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, SincConv, residual_encoder
 
 _STEM_POOL = 3  # max_pool2d (3, 3) after the sinc convolution; each residual block pools time by 3
 
@@ -100,18 +100,12 @@ class AASIST(GraphBackEnd):
         self.conv_time = SincConv(filts[0], cfg["first_conv"], fast=fast)
         self.first_bn = nn.BatchNorm2d(1)
         self.selu = nn.SELU(inplace=True)
-        block_channels = [filts[1], filts[2], filts[3], filts[4], filts[4], filts[4]]
-        # Each block sits in a one-element Sequential: the published state-dict keys are `encoder.<i>.0.*`.
-        self.encoder = nn.Sequential(*(
-            nn.Sequential(ResidualBlock(cin, cout, first=(i == 0), fast=fast))
-            for i, (cin, cout) in enumerate(block_channels)
-        ))
+        self.encoder = residual_encoder(filts, fast=fast)
         self._build_graph(filts[-1][-1], filts[0] // _STEM_POOL, cfg["gat_dims"], cfg["pool_ratios"],
                           cfg["temperatures"])
         self.pool = fast_ops.max_pool if fast else F.max_pool2d
         self.channels_last = False
         self.part_limit = None  # set by score_in_parts
-        self.block_channels = [cout for _, cout in block_channels]
 
     def score_in_parts(self, limit: int = fast_ops.INDEX_LIMIT) -> "AASIST":
         """Without autograd, run a batch in equal parts whose largest encoder activation stays within `limit`
@@ -124,7 +118,7 @@ class AASIST(GraphBackEnd):
         its channels x (frequency rows + 1) x time steps; each block pools time by 3)."""
         rows = self.pos_S.shape[1] + 1                                     # conv1 pads one row
         steps = (num_samples - self.conv_time.band_pass.shape[1] + 1) // _STEM_POOL
-        return max(c * rows * (steps // 3 ** i) for i, c in enumerate(self.block_channels))
+        return max(block[0].conv1.out_channels * rows * (steps // 3 ** i) for i, block in enumerate(self.encoder))
 
     def use_channels_last(self) -> "AASIST":
         """Run the encoder in channels-last (NHWC) layout, which cuDNN's fast bf16 kernels need.

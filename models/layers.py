@@ -120,6 +120,17 @@ class ResidualBlock(nn.Module):
         return self.pool(out + identity, (1, 3))  # (B, out, F, T // 3)
 
 
+def residual_encoder(filts: list, fast: bool = True, pool_time: bool = True) -> nn.Sequential:
+    """The six residual blocks of both models' encoders: channels filts[1] = [in, out], filts[2], filts[3],
+    then filts[4] three times. Each block sits in a one-element Sequential: the published state-dict keys
+    are `encoder.<i>.0.*`."""
+    block_channels = [filts[1], filts[2], filts[3], filts[4], filts[4], filts[4]]
+    return nn.Sequential(*(
+        nn.Sequential(ResidualBlock(cin, cout, first=(i == 0), fast=fast, pool_time=pool_time))
+        for i, (cin, cout) in enumerate(block_channels)
+    ))
+
+
 def pairwise_products(x: torch.Tensor) -> torch.Tensor:
     """(B, N, D) -> (B, N, N, D) with entry [b, i, j] = x[b, i] * x[b, j]."""
     return x.unsqueeze(2) * x.unsqueeze(1)

@@ -19,7 +19,7 @@ from utils.errors import InputError
 
 from . import fast as fast_ops
 from .aasist import GraphBackEnd, check_waveform
-from .layers import ResidualBlock
+from .layers import residual_encoder
 from .ssl_weights import PRETRAINING_ONLY, check_sizes, fairseq_to_hf, hf_to_fairseq, is_fairseq_name, read_pretrained
 
 _STEM_POOL = 3  # max_pool2d (3, 3) after LL: the published model's only pooling before the graphs
@@ -152,12 +152,8 @@ class SSLAASIST(GraphBackEnd):
         self.first_bn = nn.BatchNorm2d(1)
         self.first_bn1 = nn.BatchNorm2d(enc_dim)
         self.selu = nn.SELU(inplace=True)
-        block_channels = [filts[1], filts[2], filts[3], filts[4], filts[4], filts[4]]
         # Published: the blocks do not pool (the front end's 20 ms frames are few enough).
-        self.encoder = nn.Sequential(*(
-            nn.Sequential(ResidualBlock(cin, cout, first=(i == 0), fast=fast, pool_time=False))
-            for i, (cin, cout) in enumerate(block_channels)
-        ))
+        self.encoder = residual_encoder(filts, fast=fast, pool_time=False)
         # Attention weights over time (spectral nodes) and over frequency (temporal nodes); 64 -> 128 -> 64 published.
         self.attention = nn.Sequential(
             nn.Conv2d(enc_dim, 2 * enc_dim, kernel_size=(1, 1)),
