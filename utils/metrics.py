@@ -50,16 +50,24 @@ def compute_det_curve(bonafide, spoof) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """
     bonafide = check_scores(bonafide, "bona fide")
     spoof = check_scores(spoof, "spoof")
-    scores = np.concatenate([bonafide, spoof])
-    is_bonafide = np.concatenate([np.ones(bonafide.size), np.zeros(spoof.size)])
-    # Stable sort: tied scores keep bona fide before spoof, as the published sweep does; ties move the EER.
-    order = np.argsort(scores, kind="mergesort")
-    bonafide_rejected = np.cumsum(is_bonafide[order])
-    spoof_accepted = spoof.size - (np.arange(1, scores.size + 1) - bonafide_rejected)
-    frr = np.concatenate([[0.0], bonafide_rejected / bonafide.size])
-    far = np.concatenate([[1.0], spoof_accepted / spoof.size])
-    thresholds = np.concatenate([[scores[order[0]] - 0.001], scores[order]])
+    sorted_scores, (bonafide_rejected, spoof_rejected) = _sweep(bonafide, spoof)
+    frr = bonafide_rejected / bonafide.size
+    far = (spoof.size - spoof_rejected) / spoof.size
+    thresholds = np.concatenate([[sorted_scores[0] - 0.001], sorted_scores])
     return frr, far, thresholds
+
+
+def _sweep(*classes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The sweep under every curve here: the (N_i,) scores of the classes pooled and sorted stably, so that
+    tied scores keep the classes in argument order, as the published sweeps do (ties move the EER).
+
+    Returns:
+        sorted_scores: (N,); rejected: per class, (N + 1,) int, how many of its scores the k lowest hold.
+    """
+    scores = np.concatenate(classes)
+    order = np.argsort(scores, kind="mergesort")
+    kind = np.repeat(np.arange(len(classes)), [c.size for c in classes])[order]
+    return scores[order], [np.concatenate([[0], np.cumsum(kind == i)]) for i in range(len(classes))]
 
 
 def compute_eer(bonafide, spoof) -> tuple[float, float]:
@@ -322,13 +330,12 @@ def compute_a_dcf(sasv_target, sasv_nontarget, sasv_spoof) -> float:
     target = check_scores(sasv_target, "SASV target")
     nontarget = check_scores(sasv_nontarget, "SASV non-target")
     spoof = check_scores(sasv_spoof, "SASV spoof")
-    scores = np.concatenate([target, nontarget, spoof])
-    kind = np.concatenate([np.full(target.size, 1), np.full(nontarget.size, 0), np.full(spoof.size, 2)])
-    kind = kind[np.argsort(scores, kind="mergesort")]
-    # Point k rejects the k lowest scores; point 0 rejects nothing.
-    pmiss_tar = np.concatenate([[0.0], np.cumsum(kind == 1) / target.size])
-    pfa_non = np.concatenate([[1.0], (nontarget.size - np.cumsum(kind == 0)) / nontarget.size])
-    pfa_spoof = np.concatenate([[1.0], (spoof.size - np.cumsum(kind == 2)) / spoof.size])
+    _, (target_rejected, nontarget_rejected, spoof_rejected) = _sweep(target, nontarget, spoof)
+    pmiss_tar = target_rejected / target.size
+    # (n - k) / n, as the a-DCF code writes it; compute_asv_curves' 1 - k / n (the t-EER code's) can differ
+    # in the last bit, so the two stay apart.
+    pfa_non = (nontarget.size - nontarget_rejected) / nontarget.size
+    pfa_spoof = (spoof.size - spoof_rejected) / spoof.size
     a_dcf = (np.array([ADCF_C_MISS * ADCF_P_TAR]) * pmiss_tar + np.array([ADCF_C_FA_ASV * ADCF_P_NON]) * pfa_non
              + np.array([ADCF_C_FA_CM * ADCF_P_SPOOF]) * pfa_spoof)
     a_dcf_norm = a_dcf / min(ADCF_C_FA_ASV * ADCF_P_NON + ADCF_C_FA_CM * ADCF_P_SPOOF, ADCF_C_MISS * ADCF_P_TAR)
@@ -349,13 +356,9 @@ def compute_asv_curves(asv_target, asv_nontarget, asv_spoof) -> tuple[np.ndarray
     target = check_scores(asv_target, "ASV target")
     nontarget = check_scores(asv_nontarget, "ASV non-target")
     spoof = check_scores(asv_spoof, "ASV spoof")
-    scores = np.concatenate([target, nontarget, spoof])
-    kind = np.concatenate([np.full(target.size, 1), np.full(nontarget.size, 0), np.full(spoof.size, -1)])
-    kind = kind[np.argsort(scores, kind="mergesort")]
-    pmiss = np.concatenate([[0.0], np.cumsum(kind == 1) / target.size])
-    pfa_non = np.concatenate([[1.0], 1 - np.cumsum(kind == 0) / nontarget.size])
-    pfa_spoof = np.concatenate([[1.0], 1 - np.cumsum(kind == -1) / spoof.size])
-    return pmiss, pfa_non, pfa_spoof
+    _, (target_rejected, nontarget_rejected, spoof_rejected) = _sweep(target, nontarget, spoof)
+    return (target_rejected / target.size, 1 - nontarget_rejected / nontarget.size,
+            1 - spoof_rejected / spoof.size)
 
 
 def compute_t_eer(cm_target, cm_nontarget, cm_spoof, asv_target, asv_nontarget, asv_spoof) -> float:
