@@ -12,11 +12,9 @@ import pytest
 from data_utils.demo import write_demo_corpus
 from utils import report
 
-pytest.importorskip("submitit")
+from helpers import tiny_config
 
-TINY_MODEL = {"architecture": "AASIST", "nb_samp": 4000, "first_conv": 128,
-              "filts": [70, [1, 4], [4, 4], [4, 8], [8, 8]], "gat_dims": [8, 8],
-              "pool_ratios": [0.5, 0.7, 0.5, 0.5], "temperatures": [2.0, 2.0, 100.0, 100.0]}
+pytest.importorskip("submitit")
 
 
 def run_script(repo_root: Path, script: str, *args: str) -> subprocess.CompletedProcess:
@@ -33,10 +31,7 @@ def sweep(repo_root, tmp_path_factory) -> tuple[Path, Path, subprocess.Completed
     """A 2-seed sweep of a tiny config whose seed-1 run was killed mid-training before the sweep started."""
     tmp = tmp_path_factory.mktemp("sweep")
     write_demo_corpus(tmp / "LA", seed=0, scale=0.1)
-    config = json.loads((repo_root / "config" / "demo.json").read_text())
-    config.update(database_path=str(tmp / "LA"), model_config=TINY_MODEL, batch_size=8, num_epochs=2,
-                  num_workers=0, swa_max_dev_eer=100.0, eval_batch_size=16)
-    (tmp / "tiny.json").write_text(json.dumps(config))
+    tiny_config(repo_root, tmp / "LA", tmp / "tiny.json")
     sweep_dir = tmp / "sweep"
     killed = sweep_dir / "tiny_seed1"  # the folder the sweep uses for seed 1
     proc = subprocess.Popen([sys.executable, "scripts/train.py", "--config", str(tmp / "tiny.json"), "--seed", "1",

@@ -24,9 +24,7 @@ from utils.config import load_config
 from utils.distributed import DistInfo
 from utils.precision import Speed, prepare_model
 
-TINY_MODEL = {"architecture": "AASIST", "nb_samp": 4000, "first_conv": 128,
-              "filts": [70, [1, 4], [4, 4], [4, 8], [8, 8]], "gat_dims": [8, 8],
-              "pool_ratios": [0.5, 0.7, 0.5, 0.5], "temperatures": [2.0, 2.0, 100.0, 100.0]}
+from helpers import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +32,6 @@ def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "LA"
     write_demo_corpus(out, seed=0, scale=0.1)
     return out
-
-
-def tiny_config(repo_root: Path, corpus: Path, path: Path, **changes) -> Path:
-    config = json.loads((repo_root / "config" / "demo.json").read_text())
-    config.update(database_path=str(corpus), model_config=TINY_MODEL, batch_size=8, num_epochs=2,
-                  num_workers=0, swa_max_dev_eer=100.0, eval_batch_size=16)
-    config.update(changes)
-    path.write_text(json.dumps(config))
-    return path
 
 
 def run_train(repo_root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
