@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 
 from utils.errors import InputError
-from utils.io import atomic_open
 from utils.metrics import (
     ASV5_PFA_NON,
     ASV5_PFA_SPOOF,
@@ -53,6 +52,7 @@ from utils.metrics import (
     compute_t_eer,
     compute_tdcf_c012,
 )
+from utils.score_files import first_few, parse_score, split_line, split_lines, write_rows
 
 CM_LABELS = ("bonafide", "spoof")
 SASV_LABELS = ("target", "nontarget", "spoof")
@@ -123,11 +123,6 @@ class _Rows:
                      [f for f, k in zip(self.fields, keep) if k])
 
 
-def _first_few(items, k: int = 3) -> str:
-    items = list(items)
-    return ", ".join(str(x) for x in items[:k]) + (", ..." if len(items) > k else "")
-
-
 def _read_rows(path, what: str, columns: tuple[str, ...] | None = None, *, header: bool = False,
                required: tuple[str, ...] = (), delimiter: str | None = None,
                rename: dict[str, str] | None = None) -> _Rows:
@@ -154,15 +149,12 @@ def _read_rows(path, what: str, columns: tuple[str, ...] | None = None, *, heade
     except UnicodeDecodeError:
         raise InputError(f"{path_s}: not a text file (expected a {what})") from None
 
-    def split(line: str) -> list[str]:
-        return line.split() if delimiter is None else [x.strip() for x in line.rstrip("\r\n").split(delimiter)]
-
     numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if header:
         if not numbered:
             raise InputError(f"{path_s}: empty {what} (expected a header naming {', '.join(required)})")
         head_line, head = numbered[0]
-        names = tuple((rename or {}).get(x, x) for x in split(head))
+        names = tuple((rename or {}).get(x, x) for x in split_line(head, delimiter))
         missing = [c for c in required if c not in names]
         if missing:
             sep = "TAB" if delimiter == "\t" else "white space"
@@ -172,17 +164,10 @@ def _read_rows(path, what: str, columns: tuple[str, ...] | None = None, *, heade
         numbered = numbered[1:]
     else:
         names = tuple(columns)
-    lines, fields = [], []
-    for n, line in numbered:
-        values = split(line)
-        if len(values) != len(names):
-            raise InputError(f"{path_s}, line {n}: expected {len(names)} fields ({' '.join(names)}), "
-                             f"found {len(values)}: {line.strip()!r}")
-        lines.append(n)
-        fields.append(values)
-    if not fields:
+    rows = list(split_lines(path_s, numbered, names, delimiter))
+    if not rows:
         raise InputError(f"{path_s}: no rows in this {what}")
-    return _Rows(path_s, names, lines, fields)
+    return _Rows(path_s, names, [n for n, _ in rows], [fields for _, fields in rows])
 
 
 def _check_key_rows(rows: _Rows, ids: np.ndarray, labels: np.ndarray, allowed: tuple[str, ...],
@@ -190,7 +175,7 @@ def _check_key_rows(rows: _Rows, ids: np.ndarray, labels: np.ndarray, allowed: t
     """Refuse a key file with an unknown label or (if ``unique``) a repeated trial id."""
     bad = np.flatnonzero(~np.isin(labels, allowed))
     if bad.size:
-        shown = _first_few(f"{ids[i]} (line {rows.lines[i]}: {str(labels[i])!r})" for i in bad)
+        shown = first_few(f"{ids[i]} (line {rows.lines[i]}: {str(labels[i])!r})" for i in bad)
         raise InputError(f"{rows.path}: {bad.size} trial(s) with an unknown label (expected "
                          f"{' / '.join(allowed)}): {shown}")
     if unique:
@@ -207,16 +192,11 @@ def _check_unique(rows: _Rows, ids: np.ndarray, what: str) -> None:
             first_line[trial_id] = rows.lines[i]
     if repeated:
         raise InputError(f"{rows.path}: {len(repeated)} duplicated trial id(s) in this {what}: "
-                         f"{_first_few(repeated)}")
+                         f"{first_few(repeated)}")
 
 
 def _parse_score(token: str, rows: _Rows, i: int, column: str, allow_missing: bool) -> float:
-    if allow_missing and token == MISSING:
-        return np.nan
-    try:
-        return float(token)
-    except ValueError:
-        raise InputError(f"{rows.path}, line {rows.lines[i]}: {column} {token!r} is not a number") from None
+    return np.nan if allow_missing and token == MISSING else parse_score(token, rows.path, rows.lines[i], column)
 
 
 def _join_scores(rows: _Rows, ids: np.ndarray, trials: Trials, score_columns: tuple[str, ...],
@@ -239,16 +219,16 @@ def _join_scores(rows: _Rows, ids: np.ndarray, trials: Trials, score_columns: tu
     known = set(trials.ids.tolist())
     extra = [trial_id for trial_id in ids.tolist() if trial_id not in known]
     if extra:
-        raise InputError(f"{rows.path}: {len(extra)} trial id(s) that are not in {key_file}: {_first_few(extra)}")
+        raise InputError(f"{rows.path}: {len(extra)} trial id(s) that are not in {key_file}: {first_few(extra)}")
     missing = [trial_id for trial_id in trials.ids.tolist() if trial_id not in row_of]
     if missing:
         raise InputError(f"{rows.path}: {len(missing)} of the {len(trials)} trials of {key_file} are missing "
-                         f"(a score file needs every trial, all subsets): {_first_few(missing)}")
+                         f"(a score file needs every trial, all subsets): {first_few(missing)}")
     # A written "nan" or "inf" is refused; "-" (allow_missing) is the format's own "no score".
     written = np.array([[t != MISSING for t in row] for row in tokens]).reshape(values.shape)
     bad = np.flatnonzero(np.any(~np.isfinite(values) & (written | (not allow_missing)), axis=1))
     if bad.size:
-        shown = _first_few(f"{ids[i]} (line {rows.lines[i]})" for i in bad)
+        shown = first_few(f"{ids[i]} (line {rows.lines[i]})" for i in bad)
         raise InputError(f"{rows.path}: {bad.size} score(s) are NaN or inf: {shown}")
     return values[[row_of[trial_id] for trial_id in trials.ids.tolist()]]
 
@@ -257,7 +237,7 @@ def _check_finite_for_write(ids, scores: np.ndarray, path) -> None:
     bad = [i for i in range(len(ids)) if not np.all(np.isfinite(scores[i]))]
     if bad:
         raise InputError(f"{len(bad)} of {len(ids)} scores are NaN or inf (trials "
-                         f"{_first_few(ids[i] for i in bad)}); not writing {path}")
+                         f"{first_few(ids[i] for i in bad)}); not writing {path}")
 
 
 def _write_id_score_lines(path, ids, scores, header: str | None = None, separator: str = " ") -> None:
@@ -268,10 +248,7 @@ def _write_id_score_lines(path, ids, scores, header: str | None = None, separato
     bad = [i for i in ids if i.split() != [i]]
     if bad:
         raise InputError(f"trial id {bad[0]!r} is empty or holds white space; not writing {path}")
-    with atomic_open(path) as f:
-        if header is not None:
-            f.write(header + "\n")
-        f.writelines(f"{trial_id}{separator}{score!r}\n" for trial_id, score in zip(ids, scores.tolist()))
+    write_rows(path, zip(ids, scores.tolist()), header, separator)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -504,7 +481,7 @@ class ASVspoof2021LA(_ASVspoof2021):
         bad = np.flatnonzero(~np.isfinite(scores))
         if bad.size:
             raise InputError(f"{score_rows.path}: {bad.size} ASV score(s) are NaN or inf: "
-                             f"{_first_few(f'{ids[i]} (line {score_rows.lines[i]})' for i in bad)}")
+                             f"{first_few(f'{ids[i]} (line {score_rows.lines[i]})' for i in bad)}")
         factors = {"attack": rows.column("attack"), "codec": rows.column("codec"), "subset": rows.column("subset")}
         asv_trials = Trials(ids=ids, labels=labels, audio_ids=ids, factors=factors, path=rows.path,
                             in_subset=factors["subset"] == trials.subset, subset=trials.subset)
@@ -831,11 +808,8 @@ class ASVspoof5SASV(Corpus):
         bad = [i for i in ids if len(i.split()) != 2]
         if bad:
             raise InputError(f"SASV trial ids are 'spk filename'; got {bad[0]!r}; not writing {path}")
-        with atomic_open(path) as f:
-            f.write("spk\tfilename\t" + "\t".join(self.SCORE_COLUMNS) + "\n")
-            for trial_id, row in zip(ids, scores.tolist()):
-                values = [repr(v) for v in row] + [MISSING] * (3 - len(row))
-                f.write("\t".join(trial_id.split() + values) + "\n")
+        rows = (trial_id.split() + row + [MISSING] * (3 - len(row)) for trial_id, row in zip(ids, scores.tolist()))
+        write_rows(path, rows, header="\t".join(("spk", "filename") + self.SCORE_COLUMNS), separator="\t")
 
     @staticmethod
     def _cell(scores: np.ndarray, kind: dict, mask: np.ndarray, asv_org: np.ndarray | None) -> dict:

@@ -7,9 +7,12 @@ Two formats, space separated, one trial a line (blank lines are skipped):
 - the organisers' ASV score file: ``SOURCE KEY SCORE``, KEY ``target``, ``nontarget`` or ``spoof``.
 
 Every problem with a file raises ``InputError`` naming the file and, where there is one, the line.
+The pieces every score or key file reader needs (``split_lines``, ``parse_score``, ``write_rows``) are
+public: ``data_utils/corpora.py`` reads and writes the other corpora's files with them.
 """
 import os
 from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -60,22 +63,50 @@ class ASVScores:
     spoof: np.ndarray
 
 
+def first_few(items, k: int = 3) -> str:
+    """The first ``k`` items, comma separated, and ", ..." if there are more: for messages."""
+    items = list(items)
+    return ", ".join(str(x) for x in items[:k]) + (", ..." if len(items) > k else "")
+
+
+def split_line(line: str, delimiter: str | None = None) -> list[str]:
+    """The fields of one line: split at any white space (``delimiter`` None) or at ``delimiter`` only
+    (the ASVspoof 5 package's ``sep='\\t'``), each field stripped."""
+    return line.split() if delimiter is None else [x.strip() for x in line.rstrip("\r\n").split(delimiter)]
+
+
+def split_lines(path, numbered_lines: Iterable[tuple[int, str]], names: Sequence[str],
+                delimiter: str | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each non-blank line of ``numbered_lines``, as they are read.
+
+    Raises:
+        InputError: naming ``path`` and the line, for a line that has not one field per name of ``names``.
+    """
+    for lineno, line in numbered_lines:
+        if not line.strip():
+            continue
+        fields = split_line(line, delimiter)
+        if len(fields) != len(names):
+            raise InputError(f"{path}, line {lineno}: expected {len(names)} fields ({' '.join(names)}), "
+                             f"found {len(fields)}: {line.strip()!r}")
+        yield lineno, fields
+
+
+def parse_score(token: str, path, lineno: int, column: str = "score") -> float:
+    """``float(token)``; InputError naming the file, the line and the column if it is not a number."""
+    try:
+        return float(token)
+    except ValueError:
+        raise InputError(f"{path}, line {lineno}: {column} {token!r} is not a number") from None
+
+
 def _read_rows(path, layout: str, keys: tuple[str, ...]) -> list[tuple[int, list[str]]]:
     """(1-based line number, fields) of every non-blank line; checks the field count and the KEY word."""
-    n_fields = len(layout.split())
     key_col = layout.split().index("KEY")
     rows = []
     try:
         with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                if len(fields) != n_fields:
-                    raise InputError(
-                        f"{path}, line {lineno}: expected {n_fields} fields ({layout}), "
-                        f"found {len(fields)}: {line.strip()!r}"
-                    )
+            for lineno, fields in split_lines(path, enumerate(f, 1), layout.split()):
                 if fields[key_col] not in keys:
                     raise InputError(
                         f"{path}, line {lineno}: unknown key {fields[key_col]!r} (expected {' or '.join(keys)})"
@@ -92,13 +123,7 @@ def _read_rows(path, layout: str, keys: tuple[str, ...]) -> list[tuple[int, list
 
 def _parse_scores(rows: list[tuple[int, list[str]]], path) -> np.ndarray:
     """(N,) float64 from the last field of each row; names the line of a token that is not a number."""
-    scores = np.empty(len(rows))
-    for i, (lineno, fields) in enumerate(rows):
-        try:
-            scores[i] = float(fields[-1])
-        except ValueError:
-            raise InputError(f"{path}, line {lineno}: score {fields[-1]!r} is not a number") from None
-    return scores
+    return np.array([parse_score(fields[-1], path, lineno) for lineno, fields in rows], dtype=np.float64)
 
 
 def _check_unique_ids(rows: list[tuple[int, list[str]]], path) -> None:
@@ -145,13 +170,19 @@ def write_cm_scores(path: str | os.PathLike, cm: CMScores) -> None:
             raise InputError(f"CM scores: {name} {bad[0]!r} is empty or holds white space")
     not_finite = cm.utt_ids[~np.isfinite(cm.scores)].tolist()
     if not_finite:
-        shown = ", ".join(not_finite[:3]) + (", ..." if len(not_finite) > 3 else "")
         raise InputError(f"CM scores: {len(not_finite)} of {cm.scores.size} scores are NaN or inf "
-                         f"(utterances {shown}); not writing {path}")
+                         f"(utterances {first_few(not_finite)}); not writing {path}")
+    write_rows(path, zip(cm.utt_ids.tolist(), cm.sources.tolist(), cm.keys.tolist(), cm.scores.tolist()))
+
+
+def write_rows(path: str | os.PathLike, rows: Iterable[Sequence[str | float]], header: str | None = None,
+               separator: str = " ") -> None:
+    """Write ``rows`` atomically, one a line, their fields joined by ``separator``, after a ``header`` line
+    if one is given; a number is written as its ``repr``, every digit kept, so that it reads back equal."""
     with atomic_open(path) as f:
-        for utt_id, source, key, score in zip(cm.utt_ids.tolist(), cm.sources.tolist(),
-                                              cm.keys.tolist(), cm.scores.tolist()):
-            f.write(f"{utt_id} {source} {key} {score!r}\n")
+        if header is not None:
+            f.write(header + "\n")
+        f.writelines(separator.join(v if isinstance(v, str) else repr(float(v)) for v in row) + "\n" for row in rows)
 
 
 def compute_metrics(cm: CMScores, asv: ASVScores | None = None) -> dict:
