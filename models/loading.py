@@ -1,5 +1,4 @@
 """Build a model from its config; load published or own weights safely (`weights_only=True`) on any device."""
-import pickle
 from pathlib import Path
 from typing import Mapping
 
@@ -10,6 +9,7 @@ from utils.errors import InputError
 
 from .aasist import AASIST
 from .ssl_aasist import SSLAASIST
+from .ssl_weights import safe_torch_load
 
 
 def build_model(model_config: ModelConfig | Mapping, fast: bool = True, pretrained: bool = True) -> AASIST | SSLAASIST:
@@ -41,14 +41,7 @@ def load_state_dict(weights_path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(weights_path)
     if not path.is_file():
         raise InputError(f"weights file not found: {path}")
-    try:
-        # map_location: the published weights were saved from CUDA tensors.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise InputError(f"refusing to load {path}: it is not a plain weights file (it would run pickled code, "
-                         f"which weights_only=True forbids). Details: {str(e).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise InputError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None
+    obj = safe_torch_load(path)
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -23,7 +23,7 @@ import json
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -174,7 +174,7 @@ def _read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
                 raise InputError(f"cannot read {shard}: {e}") from None
         return state_dict
     if (folder / "pytorch_model.bin").is_file():
-        return _torch_load(folder / "pytorch_model.bin")
+        return safe_torch_load(folder / "pytorch_model.bin")
     raise InputError(f"{folder} holds no model.safetensors or pytorch_model.bin")
 
 
@@ -197,7 +197,7 @@ def _sizes_from_hf_config(config: Mapping[str, Any], source: Path) -> dict[str, 
 def read_fairseq_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """fairseq's wav2vec 2.0 checkpoint (e.g. `xlsr2_300m.pt`): its `model` tensors, and the sizes of its
     model config (`cfg["model"]`, or the older `args`) where that is plain data."""
-    checkpoint = _torch_load(path, stand_ins=True)
+    checkpoint = _load_with_stand_ins(path)
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("model"), Mapping):
         raise InputError(f"{path} is not a fairseq checkpoint (no 'model' state dict)")
     # A fine-tuned fairseq model (Wav2VecCtc) keeps the wav2vec 2.0 under w2v_encoder.w2v_model.
@@ -282,29 +282,36 @@ class _StandIn:
         self.state = state
 
 
-def _torch_load(path: Path, stand_ins: bool = False) -> Any:
-    """`torch.load(path, weights_only=True)` onto the CPU; with `stand_ins`, classes of
-    `_STAND_IN_PACKAGES` become `_StandIn`s. Anything else a pickle names is refused, unrun."""
-    allowed = []
-    if stand_ins:
-        try:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except ValueError:  # the pre-1.6 format: no static listing, weights_only alone decides
-            names = []
-        except (OSError, RuntimeError) as e:
-            raise InputError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
-        unsafe = [n for n in names if n.split(".")[0] not in _STAND_IN_PACKAGES]
-        if unsafe:
-            raise InputError(f"refusing to load {path}: its pickle names {', '.join(unsafe[:6])}, which could run "
-                             "code, and loading never runs pickled code. Use the Hugging Face format instead "
-                             "(e.g. `hf download facebook/wav2vec2-xls-r-300m --local-dir DIR`, then point "
-                             "model_config.ssl_pretrained at DIR)")
-        allowed = [(_StandIn, n) for n in names]
+def _load_with_stand_ins(path: Path) -> Any:
+    """`safe_torch_load(path)` where the classes of `_STAND_IN_PACKAGES` that the pickle names become
+    `_StandIn`s; a pickle that names anything else is refused before it is read."""
     try:
-        with torch.serialization.safe_globals(allowed):
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except ValueError:  # the pre-1.6 format: no static listing, weights_only alone decides
+        names = []
+    except (OSError, RuntimeError) as e:
+        raise InputError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+    unsafe = [n for n in names if n.split(".")[0] not in _STAND_IN_PACKAGES]
+    if unsafe:
+        raise InputError(f"refusing to load {path}: its pickle names {', '.join(unsafe[:6])}, which could run "
+                         "code, and loading never runs pickled code. Use the Hugging Face format instead "
+                         "(e.g. `hf download facebook/wav2vec2-xls-r-300m --local-dir DIR`, then point "
+                         "model_config.ssl_pretrained at DIR)")
+    return safe_torch_load(path, [(_StandIn, n) for n in names])
+
+
+def safe_torch_load(path: Path, allowed_globals: Sequence = ()) -> Any:
+    """`torch.load(path, weights_only=True)` onto the CPU, for the XLS-R readers here and
+    `loading.load_state_dict` (here because loading.py imports this module). A pickle that names anything
+    beyond tensors, plain containers and `allowed_globals` ((class, name) pairs, as
+    `torch.serialization.safe_globals` takes them) is refused, unrun.
+    """
+    try:
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            # map_location: the published weights were saved from CUDA tensors.
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise InputError(f"refusing to load {path}: it would run pickled code, which weights_only=True forbids. "
-                         f"Details: {str(e).splitlines()[0]}") from None
+        raise InputError(f"refusing to load {path}: it is not a plain weights file (it would run pickled code, "
+                         f"which weights_only=True forbids). Details: {str(e).splitlines()[0]}") from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise InputError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+        raise InputError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None
