@@ -6,10 +6,10 @@ import torch
 
 from utils.config import Config, ModelConfig, load_config, model_config_from_dict
 from utils.errors import InputError
+from utils.io import safe_torch_load
 
 from .aasist import AASIST
 from .ssl_aasist import SSLAASIST
-from .ssl_weights import safe_torch_load
 
 
 def build_model(model_config: ModelConfig | Mapping, fast: bool = True, pretrained: bool = True) -> AASIST | SSLAASIST:

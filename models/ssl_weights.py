@@ -20,14 +20,14 @@ model's before loading.
 """
 import ast
 import json
-import pickle
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 
 from utils.errors import InputError
+from utils.io import safe_torch_load
 
 # (fairseq name, transformers Wav2Vec2ForPreTraining name), in fairseq's state-dict order; {n} is a layer
 # number. A name matches the first pair whose left (or right) side starts it; the rest of the name is kept.
@@ -298,20 +298,3 @@ def _load_with_stand_ins(path: Path) -> Any:
                          "(e.g. `hf download facebook/wav2vec2-xls-r-300m --local-dir DIR`, then point "
                          "model_config.ssl_pretrained at DIR)")
     return safe_torch_load(path, [(_StandIn, n) for n in names])
-
-
-def safe_torch_load(path: Path, allowed_globals: Sequence = ()) -> Any:
-    """`torch.load(path, weights_only=True)` onto the CPU, for the XLS-R readers here and
-    `loading.load_state_dict` (here because loading.py imports this module). A pickle that names anything
-    beyond tensors, plain containers and `allowed_globals` ((class, name) pairs, as
-    `torch.serialization.safe_globals` takes them) is refused, unrun.
-    """
-    try:
-        with torch.serialization.safe_globals(list(allowed_globals)):
-            # map_location: the published weights were saved from CUDA tensors.
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise InputError(f"refusing to load {path}: it is not a plain weights file (it would run pickled code, "
-                         f"which weights_only=True forbids). Details: {str(e).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise InputError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None

@@ -156,6 +156,14 @@ class _RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut", b"not a weights file\n"], ids=["empty", "cut", "text"])
+def test_an_empty_or_damaged_weights_file_is_a_message_naming_it(tmp_path, content):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=f"^cannot read weights {re.escape(str(path))}: .+"):
+        load_state_dict(path)
+
+
 @pytest.mark.parametrize("legacy", [False, True])
 def test_pickled_code_is_refused_and_never_runs(tmp_path, legacy):
     marker = tmp_path / "code_ran"
