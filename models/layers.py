@@ -108,7 +108,7 @@ class ResidualBlock(nn.Module):
             self.conv_downsample = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fold_bn and not self.training:
+        if self.fold_bn and not self.bn2.training:  # bn2 itself: a model may keep BatchNorm in training mode
             out = F.conv2d(x, *fast_ops.fold_batch_norm(self.conv1, self.bn2), padding=self.conv1.padding)
         else:
             out = self.bn2(self.conv1(x))       # (B, out, F+1, T)

@@ -175,6 +175,21 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path, legacy):
     assert not marker.exists()
 
 
+class _PlainClass:
+    pass
+
+
+@pytest.mark.parametrize("payload, name", [(np.ones(3), "numpy"), (_PlainClass(), "_PlainClass")], ids=["numpy", "class"])
+def test_weights_holding_other_objects_are_refused_by_name(tmp_path, payload, name):
+    """Not only code: any object beyond tensors and plain containers is refused, and the message names it
+    (torch's own message starts with advice to turn weights_only off)."""
+    path = tmp_path / "other.pth"
+    torch.save({"pos_S": torch.zeros(1), "extra": payload}, path)
+    with pytest.raises(InputError, match=f"^refusing to load {re.escape(str(path))}: it is not a plain weights file: "
+                                         f"its pickle names [\\w.]*{name}"):
+        load_state_dict(path)
+
+
 def test_missing_or_garbage_weights_file(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_state_dict(tmp_path / "nope.pth")
@@ -216,10 +231,14 @@ def test_fast_formulation_equals_the_plain_one(config, repo_root):
     plain = AASIST(model_config, fast=False).eval()
     plain.load_state_dict(fast.state_dict())
     x = torch.randn(3, 64600, generator=torch.Generator().manual_seed(0))
+    bn2_calls = {"fast": 0, "plain": 0}
+    for name, model in (("fast", fast), ("plain", plain)):
+        for block in model.encoder:
+            block[0].bn2.register_forward_hook(lambda *_, name=name: bn2_calls.__setitem__(name, bn2_calls[name] + 1))
     with torch.no_grad():
         (h_fast, fast_logits), (h_plain, plain_logits) = fast(x), plain(x)
     assert plain.conv_time.phase_taps is None and plain.pool is torch.nn.functional.max_pool2d
-    assert not plain.encoder[0][0].fold_bn and fast.encoder[0][0].fold_bn
+    assert bn2_calls == {"fast": 0, "plain": 6}  # the fast model folded every block's bn2 into its conv1
     torch.testing.assert_close(fast_logits, plain_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h_fast, h_plain, atol=1e-5, rtol=1e-5)
 
@@ -239,6 +258,8 @@ def test_folded_batch_norm_passes_gradients_to_the_published_parameters():
     for name in ("conv1.weight", "conv1.bias", "bn2.weight", "bn2.bias"):
         torch.testing.assert_close(fast.get_parameter(name).grad, plain.get_parameter(name).grad)
     assert set(fast.state_dict()) == set(plain.state_dict())
+    fast.bn2.train(), plain.bn2.train()  # BatchNorm kept learning in an otherwise evaluated model: batch statistics
+    torch.testing.assert_close(fast(x), plain(x))
 
 
 def test_scoring_in_parts_equals_the_whole_batch(repo_root):

@@ -142,7 +142,7 @@ def largest_training_batch(model: torch.nn.Module, speed: Speed, device: torch.d
 
 def profile_steps(name: str, train_step, score_step, device, path: Path) -> None:
     """Append the operators that take the most time in two training steps and one scoring step, then the
-    same grouped by input shape (which convolution is which)."""
+    same grouped by input shape (which convolution is which), and on CUDA `kernel_table`."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     sort_by = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"

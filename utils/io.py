@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
@@ -91,36 +92,36 @@ def printable_path(path: str | os.PathLike) -> str:
         return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
-def safe_torch_load(path: str | os.PathLike, allowed_globals: Sequence = ()) -> Any:
+def safe_torch_load(path: str | os.PathLike, allowed_globals: Sequence = (), what: str = "weights") -> Any:
     """``torch.load(path, weights_only=True)`` onto the CPU (the published weights were saved from CUDA
     tensors): a pickle that names anything beyond tensors, plain containers and ``allowed_globals`` ((class,
     name) pairs, as ``torch.serialization.safe_globals`` takes them) is refused, unrun. A refused, damaged,
-    empty or unreadable file is an InputError that names it."""
+    empty or unreadable file is an InputError that names it, as ``what`` ("weights", "run checkpoint")."""
     import torch
 
     try:
         with torch.serialization.safe_globals(list(allowed_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        detail = _reason(e)
-        if "GLOBAL" in detail:  # torch's words for a class or function outside the allowed ones
-            raise InputError(f"refusing to load {path}: it is not a plain weights file (it would run pickled "
-                             f"code, which weights_only=True forbids). Details: {detail}") from None
-        raise InputError(f"cannot read weights {path}: not a PyTorch weights file ({detail})") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise InputError(f"cannot read weights {path}: {_reason(e)}") from None
+        forbidden = re.search(r"GLOBAL ([\w.]*\w)", str(e))  # torch's words for a class or function it refused
+        if forbidden:
+            raise InputError(f"refusing to load {path}: it is not a plain {what} file: its pickle names "
+                             f"{forbidden.group(1)}, and weights_only=True runs no pickled code") from None
+        raise InputError(f"cannot read {what} {path}: not a PyTorch file ({_reason(e)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise InputError(f"cannot read {what} {path}: {_reason(e)}") from None
 
 
-_TORCH_LOAD_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+_TORCH_LOAD_ADVICE = ("Weights only load failed", "(1)", "(2)", "Please file an issue", "Check the documentation")
 
 
 def _reason(e: Exception) -> str:
     """The line of a torch.load error that says what is wrong with the file (not torch's general advice)."""
     if isinstance(e, EOFError):
         return "the file is empty or cut short"
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    specific = [line for line in lines if not line.startswith(_TORCH_LOAD_BOILERPLATE)]
-    return (specific or lines or [type(e).__name__])[0]
+    lines = [line.strip().removeprefix("WeightsUnpickler error:").strip() for line in str(e).splitlines()]
+    specific = [line for line in lines if line and not line.startswith(_TORCH_LOAD_ADVICE)]
+    return (specific or [line for line in lines if line] or [type(e).__name__])[0]
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:

@@ -9,7 +9,6 @@ scored on eval.
 import contextlib
 import math
 import os
-import pickle
 import random
 import socket
 import time
@@ -27,7 +26,7 @@ from tqdm import tqdm
 from utils.config import CLASS_WEIGHTS, Config, config_from_dict, config_to_dict
 from utils.distributed import DistInfo, average_across_ranks_, gather_objects
 from utils.errors import InputError
-from utils.io import atomic_open, atomic_torch_save, atomic_write_json
+from utils.io import atomic_open, atomic_torch_save, atomic_write_json, safe_torch_load
 from utils.optimizer import build_optimizer, build_scheduler, scheduler_interval
 from utils.plots import cm_figures
 from utils.precision import Speed, autocast, maybe_compile
@@ -172,10 +171,9 @@ def load_checkpoint(run_dir: Path) -> tuple[dict, Config]:
     if not path.is_file():
         raise InputError(f"--resume: no {CHECKPOINT} in {run_dir} to continue from")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise InputError(f"cannot resume from {path}: it is damaged or not a plain checkpoint "
-                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        checkpoint = safe_torch_load(path, what="run checkpoint")
+    except InputError as e:
+        raise InputError(f"cannot resume: {e}") from None
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
     if missing:
         raise InputError(f"cannot resume from {path}: not this project's run checkpoint (no {', '.join(missing)})")
