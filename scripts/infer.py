@@ -33,6 +33,7 @@ from utils.calibration import load_calibration  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError, report_error  # noqa: E402
 from utils.io import check_writable, printable_path  # noqa: E402
+from utils.precision import maybe_compile, prepare_model, resolve_speed  # noqa: E402
 
 # The published AASIST's EER threshold on the ASVspoof 2019 LA eval set for the bona fide logit
 # (evaluate.py on its published scores reports 1.4934).
@@ -108,10 +109,13 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     config = load_config(args.config)
     calibration = load_calibration(args.calibration) if args.calibration is not None else None
     model_path = args.model_path or Path(config.model_path)
-    model = load_model(config, model_path, resolve_device(args.device))
+    device = resolve_device(args.device)
+    speed = resolve_speed(config, device, "score")  # the config's settings, else fp32 eager (channels-last on a CPU)
+    model = maybe_compile(prepare_model(load_model(config, model_path, device), device, speed), speed)
     records = []
     with tqdm(total=len(files), unit="file", desc="scoring", disable=None, leave=False) as bar:
-        for path, result in score_stream(model, read_files(files), args.segments, batch_size=args.batch_size):
+        for path, result in score_stream(model, read_files(files), args.segments, batch_size=args.batch_size,
+                                         precision=speed.precision):
             records.append(result_row(path, result, args.threshold, args.segments, calibration))
             bar.update(1)
     meta = {"config": str(args.config), "model_path": str(model_path), "threshold": args.threshold,
