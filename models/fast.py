@@ -65,8 +65,8 @@ def parts_under(batch: int, elements_per_item: int, limit: int = INDEX_LIMIT) ->
 
 def fold_batch_norm(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """The weight and bias of one convolution equal to `bn(conv(x))` with `bn`'s running statistics
-    (evaluation mode): scoring then skips a pass over the block's largest activation (about 10 % of CPU
-    scoring). Computed at every call from the live parameters, so the state dict keeps the published
+    (evaluation mode): scoring then skips a pass over the block's largest activation (AASIST scored 1.07x
+    as fast on a CPU). Computed at every call from the live parameters, so the state dict keeps the published
     layout and gradients still reach `conv` and `bn`."""
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     return conv.weight * scale[:, None, None, None], (conv.bias - bn.running_mean) * scale + bn.bias
