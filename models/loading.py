@@ -7,6 +7,7 @@ import torch
 from utils.config import Config, ModelConfig, load_config, model_config_from_dict
 from utils.errors import InputError
 from utils.io import safe_torch_load
+from utils.precision import Speed, maybe_compile, prepare_model, resolve_speed
 
 from .aasist import AASIST
 from .ssl_aasist import SSLAASIST
@@ -106,3 +107,12 @@ def load_model(config: str | Path | Config | ModelConfig | Mapping, weights_path
     model = build_model(model_config, pretrained=False)
     _load_strict(model, load_state_dict(weights_path), str(weights_path))  # load_state_dict checked the values
     return model.to(device or resolve_device()).eval()
+
+
+def load_scoring_model(config: Config, weights_path: str | Path, device: torch.device, precision: str | None = None,
+                       compile: bool | None = None) -> tuple[torch.nn.Module, Speed]:
+    """`load_model`, then made ready to score on `device` with the settings `utils.precision.resolve_speed`
+    gives for scoring (`precision` and `compile` take precedence over the config's): layout, cuDNN flags,
+    compilation. Returns the model and its `Speed` (the forward pass's autocast)."""
+    speed = resolve_speed(config, device, "score", precision=precision, compile=compile)
+    return maybe_compile(prepare_model(load_model(config, weights_path, device), device, speed), speed), speed

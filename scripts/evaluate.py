@@ -85,11 +85,9 @@ def scoring_inputs(args):
 
 def scoring_model(args, config, model_path: Path, device):
     """The model with its weights, ready to score on `device` (precision and compile: the options, else the
-    config's, `utils.precision.resolve_speed`), and its `Speed`."""
-    from models import load_model
-    from utils.precision import maybe_compile, prepare_model, resolve_speed
-    speed = resolve_speed(config, device, "score", precision=args.precision, compile=args.compile or None)
-    return maybe_compile(prepare_model(load_model(config, model_path, device), device, speed), speed), speed
+    config's), and its `Speed`."""
+    from models.loading import load_scoring_model
+    return load_scoring_model(config, model_path, device, precision=args.precision, compile=args.compile or None)
 
 
 def score_with_model(args) -> tuple[CMScores, Path, ASVScores | None]:

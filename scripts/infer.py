@@ -26,14 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from tqdm import tqdm  # noqa: E402
 
-from models import load_model  # noqa: E402
-from models.loading import resolve_device  # noqa: E402
+from models.loading import load_scoring_model, resolve_device  # noqa: E402
 from models.inference import find_audio, read_files, result_row, score_stream, write_results  # noqa: E402
 from utils.calibration import load_calibration  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError, report_error  # noqa: E402
 from utils.io import check_writable, printable_path  # noqa: E402
-from utils.precision import maybe_compile, prepare_model, resolve_speed  # noqa: E402
 
 # The published AASIST's EER threshold on the ASVspoof 2019 LA eval set for the bona fide logit
 # (evaluate.py on its published scores reports 1.4934).
@@ -109,9 +107,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     config = load_config(args.config)
     calibration = load_calibration(args.calibration) if args.calibration is not None else None
     model_path = args.model_path or Path(config.model_path)
-    device = resolve_device(args.device)
-    speed = resolve_speed(config, device, "score")  # the config's settings, else fp32 eager (channels-last on a CPU)
-    model = maybe_compile(prepare_model(load_model(config, model_path, device), device, speed), speed)
+    # The config's speed settings, else fp32 eager (channels-last on a CPU), as evaluate.py scores.
+    model, speed = load_scoring_model(config, model_path, resolve_device(args.device))
     records = []
     with tqdm(total=len(files), unit="file", desc="scoring", disable=None, leave=False) as bar:
         for path, result in score_stream(model, read_files(files), args.segments, batch_size=args.batch_size,
