@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install needed
 
-from utils.errors import InputError, user_message  # noqa: E402
+from utils.errors import InputError, report_error, user_message  # noqa: E402
 from utils.io import check_writable  # noqa: E402
 from utils.score_files import (ASVScores, CMScores, compute_metrics, format_metrics, read_asv_scores,  # noqa: E402
                                read_cm_scores, write_cm_scores, write_metrics_json)
@@ -164,7 +164,7 @@ def evaluate_corpus(args) -> int:
         calibration = load_calibration(args.calibration) if args.calibration is not None else None
         metrics = evaluate_score_file(args.corpus, score_file, args.keys, args.subset, args.asv_scores, calibration)
     except InputError as e:
-        return report_failures([user_message(e)])
+        return report_error(e)
     finally:
         if dist_info is not None:
             from utils.distributed import cleanup
