@@ -102,18 +102,14 @@ def measure_model(model: torch.nn.Module, speed: Speed, device: torch.device, ba
 
 
 def largest_fitting(fits, start: int, limit: int) -> int:
-    """The largest n in [1, limit] for which `fits(n)` (False from some n on): doubling from `start`, then
-    bisection. 0 if not even 1 fits."""
-    lo, hi, n = 0, None, start
-    while n <= limit:
-        if not fits(n):
-            hi = n
-            break
-        lo, n = n, 2 * n
-    if hi is None:
-        hi = limit + 1
-        if lo < limit and fits(limit):
+    """The largest n in [1, limit] for which `fits(n)` (False from some n on): doubling from `start` (capped at
+    `limit`), then bisection; no n is tried twice. 0 if not even 1 fits."""
+    lo, n = 0, min(start, limit)
+    while fits(n):
+        if n == limit:
             return limit
+        lo, n = n, min(2 * n, limit)
+    hi = n
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
@@ -125,6 +121,9 @@ def largest_training_batch(model: torch.nn.Module, speed: Speed, device: torch.d
     """The largest training batch whose step (forward, backward, Adam with its state) fits in the CUDA memory
     this process may use (`torch.cuda.set_per_process_memory_fraction` caps it, e.g. to an 80 GB card's)."""
     step = training_step(model, maybe_compile(model, speed), speed, device)
+    # Each batch size is a new static shape for a compiled model: past dynamo's recompile limit (8) it would
+    # silently run eager, and the search would measure eager memory.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
     def fits(batch: int) -> bool:
         try:
