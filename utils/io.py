@@ -44,6 +44,39 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def read_json(path: str | os.PathLike, what: str = "JSON file", expect: type | None = None) -> Any:
+    """A JSON file's value, or an InputError naming `path` (and the line, for a syntax error): missing, not
+    UTF-8, not JSON, an integer of over 4,300 digits or nesting too deep for Python's parser, or (with `expect`,
+    e.g. `dict`) a value of another type. A byte-order mark is dropped."""
+    path = Path(path)
+    shown = printable_path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {shown}") from None
+    except IsADirectoryError:
+        raise InputError(f"{shown} is a folder, not a {what}") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} {shown}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{shown}: not UTF-8 text (byte {e.start}); a {what} is UTF-8 JSON") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{shown}, line {e.lineno}: not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # an integer of over 4,300 digits; arrays nested too deep
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(";")[0]
+        raise InputError(f"{shown}: not a usable {what} ({reason})") from None
+    if expect is not None and not isinstance(value, expect):
+        raise InputError(f"{shown}: a {what} must hold a JSON {_JSON_NAMES.get(expect, expect.__name__)}, "
+                         f"got {_JSON_NAMES.get(type(value), type(value).__name__)}")
+    return value
+
+
+_JSON_NAMES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     """Write `obj` as indented JSON, atomically. NaN or infinity (which JSON cannot hold) is an InputError
     naming `path`, and the file is left as it was."""
