@@ -1,21 +1,70 @@
-"""The AASIST network: the blocks of `layers.py` wired as in the published model (spec sections 2-6)."""
+"""AASIST (Jung et al., "AASIST: Audio anti-spoofing using integrated spectro-temporal graph attention
+networks", ICASSP 2022): the blocks of `layers.py` wired as in the published model (clovaai/aasist,
+`models/AASIST.py`). AASIST-L is the same architecture with smaller `filts` and `gat_dims`.
+"""
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from utils.config import DEFAULT_NB_SAMP, min_input_length
+from utils.config import ModelConfig, check, check_each, check_len, is_int
+from utils.errors import InputError
 
-from . import fast as fast_ops
+from .base import Countermeasure, full_precision
 from .layers import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, SincConv, residual_encoder
 
 _STEM_POOL = 3  # max_pool2d (3, 3) after the sinc convolution; each residual block pools time by 3
 
 
-class GraphBackEnd(nn.Module):
-    """The graph half that AASIST and SSL-AASIST share (spec sections 4-6): graph attention over the
-    spectral and the temporal nodes, two heterogeneous paths with learnt master nodes, and the readout.
+@dataclass(frozen=True, kw_only=True)
+class GraphConfig(ModelConfig):
+    """The keys of the encoder and graph half AASIST and SSL-AASIST share; `filts[0]` is the front end's width."""
+    filts: list
+    gat_dims: list[int]
+    pool_ratios: list[float]
+    temperatures: list[float]
+
+    FIRST_WIDTH = "num_sinc_filters"  # what filts[0] is, for the message
+
+    def __post_init__(self):
+        f = self.filts
+        pairs_ok = all(isinstance(p, list) and len(p) == 2 and all(is_int(c) and c > 0 for c in p) for p in f[1:])
+        if len(f) != 5 or not is_int(f[0]) or f[0] < 3 or not pairs_ok:
+            raise InputError(f"model_config.filts must be [{self.FIRST_WIDTH}, [in, out], [in, out], [in, out], "
+                             f"[in, out]], got {f!r}")
+        check_len(self.gat_dims, 2, "model_config.gat_dims")
+        check_len(self.pool_ratios, 4, "model_config.pool_ratios")
+        check_len(self.temperatures, 4, "model_config.temperatures")
+        check_each(self.gat_dims, lambda v: v > 0, "model_config.gat_dims", "positive")
+        check_each(self.pool_ratios, lambda v: 0 < v <= 1, "model_config.pool_ratios", "in (0, 1]")
+        check_each(self.temperatures, lambda v: v > 0, "model_config.temperatures", "positive")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AASISTConfig(GraphConfig):
+    """AASIST's `model_config` (the published `AASIST.conf` / `AASIST-L.conf` load unchanged)."""
+    first_conv: int                       # sinc filter length
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.first_conv >= 3, "model_config.first_conv", "at least 3", self.first_conv)
+        least = min_input_length(self.first_conv)
+        check(self.nb_samp >= least, "model_config.nb_samp",
+              f"at least {least} (the encoder's shortest input for first_conv {self.first_conv})", self.nb_samp)
+
+
+def min_input_length(first_conv: int) -> int:
+    """Shortest waveform, in samples, that leaves at least one time step after the encoder: the sinc
+    convolution (kernel `first_conv` rounded up to odd, no padding), a (3, 3) max-pool, then six residual
+    blocks that each pool time by 3."""
+    kernel = first_conv + 1 if first_conv % 2 == 0 else first_conv
+    return kernel - 1 + _STEM_POOL * 3 ** 6
+
+
+class GraphBackEnd(Countermeasure):
+    """The graph half that AASIST and SSL-AASIST share (AASIST paper: graph attention over the spectral and the
+    temporal nodes, two heterogeneous stacking paths with learnt master nodes, max graph operation, readout).
 
     A subclass builds its front end and encoder, calls `_build_graph`, and hands its node features to
     `_graph_attention`. The parameter names are the published ones of both models.
@@ -79,55 +128,28 @@ class GraphBackEnd(nn.Module):
 class AASIST(GraphBackEnd):
     """AASIST countermeasure: raw 16 kHz waveform in, two class logits out (0 spoof, 1 bona fide).
 
-    Args:
-        model_config: the config's `model_config` mapping (`first_conv`, `filts`, `gat_dims`,
-            `pool_ratios`, `temperatures`, `nb_samp`; other keys are ignored), or a `ModelConfig`.
-        fast: use the speed formulations of `fast.py` (same outputs within float32 rounding);
-            False runs the plain formulation alone.
-
     The published score of an utterance is `logits[:, 1]`: higher means more likely bona fide.
     """
 
-    def __init__(self, model_config: Mapping[str, Any] | Any, fast: bool = True):
+    architecture = "AASIST"
+    supports_freq_aug = True
+    channels_last_modules = ("first_bn", "encoder")
+
+    def __init__(self, cfg: AASISTConfig | Mapping[str, Any]):
         super().__init__()
-        cfg = model_config if isinstance(model_config, Mapping) else vars(model_config)
-        self.nb_samp = cfg.get("nb_samp", DEFAULT_NB_SAMP)  # the input length it is trained and scored on
-        filts = cfg["filts"]
-        self.min_samples = min_input_length(cfg["first_conv"])
+        cfg = self.validated(cfg)
+        self.nb_samp = cfg.nb_samp
+        self.min_samples = min_input_length(cfg.first_conv)
+        filts = cfg.filts
 
         # Construction order follows the published model, so that a seeded initialisation draws
         # the same random numbers in the same order.
-        self.conv_time = SincConv(filts[0], cfg["first_conv"], fast=fast)
+        self.conv_time = SincConv(filts[0], cfg.first_conv)
         self.first_bn = nn.BatchNorm2d(1)
         self.selu = nn.SELU(inplace=True)
-        self.encoder = residual_encoder(filts, fast=fast)
-        self._build_graph(filts[-1][-1], filts[0] // _STEM_POOL, cfg["gat_dims"], cfg["pool_ratios"],
-                          cfg["temperatures"])
-        self.pool = fast_ops.max_pool if fast else F.max_pool2d
-        self.channels_last = False
-        self.part_limit = None  # set by score_in_parts
-
-    def score_in_parts(self, limit: int = fast_ops.INDEX_LIMIT) -> "AASIST":
-        """Without autograd, run a batch in equal parts whose largest encoder activation stays within `limit`
-        elements (`fast.parts_under`). Each utterance's outputs are the same up to rounding."""
-        self.part_limit = limit
-        return self
-
-    def largest_activation(self, num_samples: int) -> int:
-        """Elements per utterance of the encoder's largest activation (a block's first convolution output:
-        its channels x (frequency rows + 1) x time steps; each block pools time by 3)."""
-        rows = self.pos_S.shape[1] + 1                                     # conv1 pads one row
-        steps = (num_samples - self.conv_time.band_pass.shape[1] + 1) // _STEM_POOL
-        return max(block[0].conv1.out_channels * rows * (steps // 3 ** i) for i, block in enumerate(self.encoder))
-
-    def use_channels_last(self) -> "AASIST":
-        """Run the encoder in channels-last (NHWC) layout, which cuDNN's fast bf16 kernels need.
-
-        Only the layout changes (weights and activations); outputs are the same up to rounding.
-        """
-        self.to(memory_format=torch.channels_last)
-        self.channels_last = True
-        return self
+        self.encoder = residual_encoder(filts)
+        self._build_graph(filts[-1][-1], filts[0] // _STEM_POOL, cfg.gat_dims, cfg.pool_ratios, cfg.temperatures)
+        self.stem_pool = nn.MaxPool2d((_STEM_POOL, _STEM_POOL))
 
     def forward(self, x: torch.Tensor, freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """
@@ -137,36 +159,24 @@ class AASIST(GraphBackEnd):
         Returns:
             last_hidden (B, 5 * gat_dims[1]) and logits (B, 2).
         """
-        check_waveform(x, self.min_samples, "AASIST")
-        if self.part_limit is not None and not torch.is_grad_enabled():
-            parts = fast_ops.parts_under(x.shape[0], self.largest_activation(x.shape[1]), self.part_limit)
-            if parts > 1:
-                outputs = [self.forward_all(chunk, freq_aug) for chunk in x.chunk(parts)]
-                return torch.cat([h for h, _ in outputs]), torch.cat([logits for _, logits in outputs])
-        return self.forward_all(x, freq_aug)
-
-    def forward_all(self, x: torch.Tensor, freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """The forward pass of a whole batch at once."""
+        self.check_input(x)
         x = self.conv_time(x, freq_aug=freq_aug)                          # (B, 70, T - 128)
-        x = self.pool(torch.abs(x).unsqueeze(1), (3, 3))                  # (B, 1, 23, (T - 128) // 3)
-        if self.channels_last:
-            x = fast_ops.nhwc_strides(x)
+        x = self.stem_pool(torch.abs(x).unsqueeze(1))                     # (B, 1, 23, (T - 128) // 3)
         x = self.selu(self.first_bn(x))
         e = self.encoder(x)                                               # (B, C, 23, Tn)
-        # The graph-attention tail runs in fp32 even under bf16 autocast: it is about 0.2 % of the
-        # work, and in bf16 it more than doubled AASIST's largest logit error on the reference inputs
-        # (0.021 against 0.0090 on an H200).
-        with torch.autocast(e.device.type, enabled=False):
-            e = torch.abs(e.float())
-            # Spectral graph: one node per frequency bin, max over time; temporal: per step, max over frequency.
-            return self._graph_attention(e.max(dim=3).values.transpose(1, 2),   # (B, 23, C)
-                                         e.max(dim=2).values.transpose(1, 2))   # (B, Tn, C)
+        return self.graph_readout(e)
 
+    @full_precision  # about 0.2 % of the work; in bf16 it more than doubled the largest logit error on an H200
+    def graph_readout(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output (B, C, F, Tn) -> spectral nodes, one per frequency bin (max over time), and temporal
+        nodes, one per step (max over frequency), through the graph half."""
+        e = torch.abs(e)
+        return self._graph_attention(e.max(dim=3).values.transpose(1, 2),   # (B, 23, C)
+                                     e.max(dim=2).values.transpose(1, 2))   # (B, Tn, C)
 
-def check_waveform(x: torch.Tensor, min_samples: int, name: str) -> None:
-    """Refuse anything but a (batch, samples) waveform of at least `min_samples` samples."""
-    if x.dim() != 2:
-        raise ValueError(f"{name} expects a (batch, samples) waveform, got shape {tuple(x.shape)}")
-    if x.shape[1] < min_samples:
-        raise ValueError(f"{name} needs at least {min_samples} samples per input "
-                         f"({min_samples / 16000:.3f} s at 16 kHz), got {x.shape[1]}")
+    def largest_activation(self, num_samples: int) -> int:
+        """Elements per utterance of the encoder's largest activation (a block's first convolution output:
+        its channels x (frequency rows + 1) x time steps; each block pools time by 3)."""
+        rows = self.pos_S.shape[1] + 1                                     # conv1 pads one row
+        steps = (num_samples - self.conv_time.band_pass.shape[1] + 1) // _STEM_POOL
+        return max(block[0].conv1.out_channels * rows * (steps // 3 ** i) for i, block in enumerate(self.encoder))

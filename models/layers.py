@@ -2,7 +2,8 @@
 graph attention with a master node, and graph pooling.
 
 Parameter names follow the published code (clovaai/aasist) so that checkpoints move both ways
-without conversion. Shapes: `(B, C, F, T)` in the encoder, `(B, N, D)` on graphs.
+without conversion. Shapes: `(B, C, F, T)` in the encoder, `(B, N, D)` on graphs. These are the plain
+formulations, as the published code computes them; `fast.py` holds faster equal forms of some of them.
 """
 import random
 
@@ -11,11 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import fast as fast_ops
-
 
 def mel_sinc_filters(num_filters: int, kernel_size: int, sample_rate: int = 16000) -> torch.Tensor:
-    """Fixed band-pass sinc filters with mel-spaced band edges (spec section 1).
+    """Fixed band-pass sinc filters with mel-spaced band edges (the sinc-convolution front end of RawNet2 and
+    AASIST; the published `CONV` layer of clovaai/aasist).
 
     Returns:
         (num_filters, kernel_size) float32; an even `kernel_size` is made odd (+1).
@@ -43,23 +43,17 @@ def mel_sinc_filters(num_filters: int, kernel_size: int, sample_rate: int = 1600
 
 
 class SincConv(nn.Module):
-    """Convolution of the raw waveform with fixed mel sinc filters (not trainable, not in the state dict).
+    """Convolution of the raw waveform with fixed mel sinc filters (not trainable, not in the state dict)."""
 
-    `fast`: compute it on 8-sample frames (`fast.polyphase_conv1d`), the same products in a form a
-    GPU's matrix units take.
-    """
-
-    def __init__(self, out_channels: int, kernel_size: int, sample_rate: int = 16000, fast: bool = True):
+    def __init__(self, out_channels: int, kernel_size: int, sample_rate: int = 16000):
         super().__init__()
         self.register_buffer("band_pass", mel_sinc_filters(out_channels, kernel_size, sample_rate), persistent=False)
-        self.register_buffer("phase_taps", fast_ops.polyphase_taps(self.band_pass.shape[1]) if fast else None,
-                             persistent=False)
 
     def forward(self, x: torch.Tensor, freq_aug: bool = False) -> torch.Tensor:
         """(B, T) -> (B, num_filters, T - kernel_size + 1)."""
-        filters = frequency_mask(self.band_pass) if freq_aug else self.band_pass
-        if self.phase_taps is not None:
-            return fast_ops.polyphase_conv1d(x, filters, self.phase_taps)
+        return self.convolve(x, frequency_mask(self.band_pass) if freq_aug else self.band_pass)
+
+    def convolve(self, x: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
         return F.conv1d(x.unsqueeze(1), filters.unsqueeze(1))
 
 
@@ -85,14 +79,9 @@ class ResidualBlock(nn.Module):
     pool nowhere) `(B, out_ch, F, T)`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, first: bool = False, fast: bool = True,
-                 pool_time: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, first: bool = False, pool_time: bool = True):
         super().__init__()
         self.first = first
-        # `fast`: pool without autograd by a reshape and a maximum (`fast.max_pool`), and in evaluation mode
-        # fold bn2 into conv1 (`fast.fold_batch_norm`): the same values.
-        self.fold_bn = fast
-        self.pool = None if not pool_time else fast_ops.max_pool if fast else F.max_pool2d
         if not first:
             # Quirk kept on purpose: the published block owns bn1 (it is in the state dict) but its
             # forward pass discards bn1's output, so the block does not depend on it. We keep the
@@ -106,27 +95,27 @@ class ResidualBlock(nn.Module):
             self.conv_downsample = nn.Conv2d(in_channels, out_channels, kernel_size=(1, 3), padding=(0, 1))
         else:
             self.conv_downsample = None
+        self.pool = nn.MaxPool2d((1, 3)) if pool_time else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fold_bn and not self.bn2.training:  # bn2 itself: a model may keep BatchNorm in training mode
-            out = F.conv2d(x, *fast_ops.fold_batch_norm(self.conv1, self.bn2), padding=self.conv1.padding)
-        else:
-            out = self.bn2(self.conv1(x))       # (B, out, F+1, T)
-        out = self.selu(out)
+        out = self.selu(self.conv1_bn2(x))      # (B, out, F+1, T)
         out = self.conv2(out)                   # (B, out, F, T)
         identity = x if self.conv_downsample is None else self.conv_downsample(x)
         if self.pool is None:
             return out + identity
-        return self.pool(out + identity, (1, 3))  # (B, out, F, T // 3)
+        return self.pool(out + identity)        # (B, out, F, T // 3)
+
+    def conv1_bn2(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn2(self.conv1(x))
 
 
-def residual_encoder(filts: list, fast: bool = True, pool_time: bool = True) -> nn.Sequential:
+def residual_encoder(filts: list, pool_time: bool = True) -> nn.Sequential:
     """The six residual blocks of both models' encoders: channels filts[1] = [in, out], filts[2], filts[3],
     then filts[4] three times. Each block sits in a one-element Sequential: the published state-dict keys
     are `encoder.<i>.0.*`."""
     block_channels = [filts[1], filts[2], filts[3], filts[4], filts[4], filts[4]]
     return nn.Sequential(*(
-        nn.Sequential(ResidualBlock(cin, cout, first=(i == 0), fast=fast, pool_time=pool_time))
+        nn.Sequential(ResidualBlock(cin, cout, first=(i == 0), pool_time=pool_time))
         for i, (cin, cout) in enumerate(block_channels)
     ))
 
@@ -171,7 +160,8 @@ class GraphAttentionLayer(nn.Module):
 
 
 class HtrgGraphAttentionLayer(nn.Module):
-    """Heterogeneous graph attention over two node types plus a master node (spec section 5).
+    """Heterogeneous graph attention over two node types plus a master node (the AASIST paper's
+    heterogeneous stacking graph attention layer, HS-GAL).
 
     `x1 (B, N1, in_dim), x2 (B, N2, in_dim), master (B or 1, 1, in_dim)
      -> (B, N1, out_dim), (B, N2, out_dim), (B, 1, out_dim)`.

@@ -7,31 +7,28 @@ import torch
 from utils.config import Config, ModelConfig, load_config, model_config_from_dict
 from utils.errors import InputError
 from utils.io import safe_torch_load
-from utils.precision import Speed, maybe_compile, prepare_model, resolve_speed
+from utils.precision import Speed, maybe_compile, resolve_speed
 
-from .aasist import AASIST
-from .ssl_aasist import SSLAASIST
+from .base import Countermeasure
+from .fast import prepare_model, speed_up
+from .registry import MODELS
 
 
-def build_model(model_config: ModelConfig | Mapping, fast: bool = True, pretrained: bool = True) -> AASIST | SSLAASIST:
-    """The network `model_config.architecture` names: AASIST or SSL-AASIST.
+def build_model(model_config: ModelConfig | Mapping, fast: bool = True, pretrained: bool = True) -> Countermeasure:
+    """The network `model_config.architecture` names (`registry.MODELS`).
 
     Args:
-        model_config: a `ModelConfig` or a config's `model_config` mapping (validated here).
-        fast: the speed formulations of `fast.py` (same outputs within float32 rounding).
-        pretrained: for SSL-AASIST, load `model_config.ssl_pretrained` (XLS-R) into the front end where it is
-            set; False when other weights replace them all anyway (`load_model`, a resumed run).
+        model_config: a validated model config or a config's `model_config` mapping (validated here).
+        fast: the speed formulations of `fast.py` (same outputs within float32 rounding); False: the plain
+            formulation alone, as the published code computes it.
+        pretrained: load the pretrained weights the config names (XLS-R for the XLS-R models); False when other
+            weights replace them all anyway (`load_model`, a resumed run).
     """
     cfg = model_config if isinstance(model_config, ModelConfig) else model_config_from_dict(model_config)
-    if cfg.architecture == "AASIST":
-        return AASIST(cfg, fast=fast)
-    model = SSLAASIST(cfg, fast=fast)
-    if pretrained and cfg.ssl_pretrained:
-        try:
-            model.ssl_model.load_pretrained(cfg.ssl_pretrained)
-        except InputError as e:
-            raise InputError(f"model_config.ssl_pretrained: {e}") from None
-    return model
+    model = MODELS[cfg.architecture][1](cfg)
+    if pretrained:
+        model.load_pretrained(cfg)
+    return speed_up(model) if fast else model
 
 
 def load_state_dict(weights_path: str | Path) -> dict[str, torch.Tensor]:
@@ -98,9 +95,9 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 
 def load_model(config: str | Path | Config | ModelConfig | Mapping, weights_path: str | Path,
-               device: str | torch.device | None = None) -> AASIST | SSLAASIST:
-    """Build the config's model (file path, `Config`, `ModelConfig` or `model_config` dict: AASIST or
-    SSL-AASIST), load weights, and return it in eval mode on `device` (default: CUDA if available, else CPU)."""
+               device: str | torch.device | None = None) -> Countermeasure:
+    """Build the config's model (file path, `Config`, model config or `model_config` dict), load weights, and
+    return it in eval mode on `device` (default: CUDA if available, else CPU)."""
     if isinstance(config, (str, Path)):
         config = load_config(config)
     model_config = config.model_config if isinstance(config, Config) else config

@@ -26,19 +26,20 @@ import torch  # noqa: E402
 from data_utils import ProtocolEntry, TrainDataset  # noqa: E402
 from data_utils.augment import CODECS, Augmenter  # noqa: E402
 from data_utils.rawboost import ALGORITHMS  # noqa: E402
-from models import build_model, load_state_dict  # noqa: E402
+from models import MODELS, build_model, load_state_dict  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError, report_error, user_message  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 from utils.benchmark import items_per_second, largest_training_batch, measure_model, write_noise_flacs  # noqa: E402
-from utils.precision import Speed, prepare_model  # noqa: E402
+from models.fast import prepare_model  # noqa: E402
+from utils.precision import Speed  # noqa: E402
 
 
 MODE_HELP = ("comma-separated modes: 'published', or fp32|bf16 with any of +compile (torch.compile), "
              "+graphs (compiled graphs replayed as CUDA graphs), +cl (channels-last layout), "
-             "+det (cuDNN deterministic instead of benchmark), +gc (SSL_AASIST: gradient checkpointing of the "
-             "wav2vec 2.0 layers), +parts (AASIST: score big batches in parts under 2^31 elements), "
+             "+det (cuDNN deterministic instead of benchmark), +gc (gradient checkpointing, where the model "
+             "supports it), +parts (score big batches in parts under 2^31 elements, where the model supports it), "
              "e.g. bf16+compile+graphs+cl")
 
 
@@ -58,6 +59,17 @@ def parse_mode(spec: str) -> dict:
                   cudnn_deterministic="det" in flags, cudnn_benchmark="det" not in flags,
                   gradient_checkpointing="gc" in flags, score_in_parts="parts" in flags)
     return {"name": name, "spec": spec, "fast": True, "speed": speed}
+
+
+def check_modes(modes: list[dict], model_class) -> None:
+    """Refuse a mode that asks for a capability the model does not declare (`models.base.Countermeasure`)."""
+    for flag, what, supports in (("gc", "gradient checkpointing", "supports_gradient_checkpointing"),
+                                 ("parts", "scoring in parts", "supports_scoring_in_parts")):
+        asked = any(getattr(m["speed"], "gradient_checkpointing" if flag == "gc" else "score_in_parts") for m in modes)
+        if asked and not getattr(model_class, supports)():
+            able = [name for name, (_, cls) in MODELS.items() if getattr(cls, supports)()]
+            raise InputError(f"+{flag} ({what}): {model_class.architecture} does not support it "
+                             f"(models that do: {', '.join(able) or 'none'})")
 
 
 def loader_augmenters() -> dict[str, Augmenter]:
@@ -134,10 +146,11 @@ def measure_all(modes: list[dict], config, device, batch_size: int, eval_batch_s
             model.load_state_dict(state_dict)
         model = prepare_model(model, device, mode["speed"])
         row = {"mode": mode["name"], "spec": mode["spec"],
-               **measure_model(model, mode["speed"], device, batch_size, eval_batch_size, args.warmup,
+               **measure_model(model, mode["speed"], device, config.optim_config, batch_size, eval_batch_size, args.warmup,
                                args.repeats, args.profile, mode["name"])}
         if args.max_batch:
-            row["largest_train_batch"] = largest_training_batch(model, mode["speed"], device, batch_size)
+            row["largest_train_batch"] = largest_training_batch(model, mode["speed"], device, config.optim_config,
+                                                               batch_size)
             print(f"{row['mode']}: largest training batch {row['largest_train_batch']}", flush=True)
         logits = row.pop("logits")
         if reference is not None:
@@ -189,10 +202,7 @@ def main(argv=None) -> int:
         precisions = ["fp32", "bf16"] if precision == "both" else [precision]
         specs = args.modes.split(",") if args.modes else default_modes(device, precisions, args.compile)
         modes = [parse_mode(s.strip()) for s in specs]
-        if config.model_config.architecture != "SSL_AASIST" and any(m["speed"].gradient_checkpointing for m in modes):
-            raise InputError("+gc (gradient checkpointing) applies to SSL_AASIST's wav2vec 2.0 front end only")
-        if config.model_config.architecture != "AASIST" and any(m["speed"].score_in_parts for m in modes):
-            raise InputError("+parts (scoring in parts) applies to AASIST only")
+        check_modes(modes, MODELS[config.model_config.architecture][1])
         state_dict = load_state_dict(args.weights) if args.weights else None
         batch_size = args.batch_size or config.batch_size
         eval_batch_size = args.eval_batch_size or (256 if device.type == "cuda" else batch_size)

@@ -23,7 +23,8 @@ from models.loading import resolve_device  # noqa: E402
 from utils.config import Config, load_config  # noqa: E402
 from utils.distributed import DistInfo, cleanup, init_distributed  # noqa: E402
 from utils.errors import InputError, report_error  # noqa: E402
-from utils.precision import prepare_model, resolve_speed  # noqa: E402
+from models.fast import prepare_model  # noqa: E402
+from utils.precision import resolve_speed  # noqa: E402
 from utils.provenance import mark_finished, record_session, session_record  # noqa: E402
 from utils.training import (CHECKPOINT, build_run, fit, load_checkpoint, run_folder_lock, say,  # noqa: E402
                             seed_everything)

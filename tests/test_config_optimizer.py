@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from utils.config import config_from_dict, load_config, min_input_length
+from models.aasist import min_input_length
+from utils.config import config_from_dict, load_config
 from utils.errors import InputError
 from utils.optimizer import build_optimizer, build_scheduler, cosine_factor, scheduler_interval
 

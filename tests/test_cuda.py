@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from models import load_model
-from utils.precision import Speed, autocast, maybe_compile, prepare_model
+from models.fast import InParts, prepare_model
+from utils.precision import Speed, autocast, maybe_compile
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -61,9 +62,9 @@ def test_scoring_in_parts_on_cuda_gives_the_published_logits(name, config, repo_
     speed = Speed("fp32", cudnn_deterministic=False, cudnn_benchmark=True)
     model = published_model(repo_root, reference_dir, name, config, speed)
     golden = np.load(reference_dir / "model_golden.npz")
-    model.score_in_parts(limit=model.largest_activation(golden["x"].shape[1]))  # one utterance a part
+    model = InParts(model, limit=model.largest_activation(golden["x"].shape[1]))  # one utterance a part
     parts = []
-    model.conv_time.register_forward_hook(lambda module, inputs, out: parts.append(out.shape[0]))
+    model.model.conv_time.register_forward_hook(lambda module, inputs, out: parts.append(out.shape[0]))
     worst = golden_logits(model, golden, name, "fp32", inputs=("x",))
     assert parts == [1] * golden["x"].shape[0]
     print(f"\nfp32 cuda {name} scored in parts: max |dlogit| {worst:.2e}")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from models import AASIST, load_model, load_state_dict, min_input_length
+from models import AASIST, build_model, load_model, load_state_dict, min_input_length
 from models.fast import max_pool, polyphase_conv1d, polyphase_taps
-from models.layers import mel_sinc_filters
+from models.layers import SincConv, mel_sinc_filters
 from utils.config import load_config
 from utils.errors import InputError
 
@@ -223,12 +223,12 @@ def test_fast_formulation_equals_the_plain_one(config, repo_root):
     """The speed formulations of models/fast.py change no output beyond float32 rounding."""
     model_config = load_config(repo_root / config).model_config
     torch.manual_seed(0)
-    fast = AASIST(model_config).eval()
+    fast = build_model(model_config).eval()
     for bn in (m for m in fast.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics a folding can get wrong
         with torch.no_grad():
             bn.running_mean.normal_(0, 0.5), bn.running_var.uniform_(0.5, 2), bn.weight.normal_(1, 0.3)
             bn.bias.normal_(0, 0.3)
-    plain = AASIST(model_config, fast=False).eval()
+    plain = build_model(model_config, fast=False).eval()
     plain.load_state_dict(fast.state_dict())
     x = torch.randn(3, 64600, generator=torch.Generator().manual_seed(0))
     bn2_calls = {"fast": 0, "plain": 0}
@@ -237,7 +237,7 @@ def test_fast_formulation_equals_the_plain_one(config, repo_root):
             block[0].bn2.register_forward_hook(lambda *_, name=name: bn2_calls.__setitem__(name, bn2_calls[name] + 1))
     with torch.no_grad():
         (h_fast, fast_logits), (h_plain, plain_logits) = fast(x), plain(x)
-    assert plain.conv_time.phase_taps is None and plain.pool is torch.nn.functional.max_pool2d
+    assert type(plain.conv_time) is SincConv and type(plain.stem_pool) is torch.nn.MaxPool2d
     assert bn2_calls == {"fast": 0, "plain": 6}  # the fast model folded every block's bn2 into its conv1
     torch.testing.assert_close(fast_logits, plain_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h_fast, h_plain, atol=1e-5, rtol=1e-5)
@@ -246,9 +246,10 @@ def test_fast_formulation_equals_the_plain_one(config, repo_root):
 def test_folded_batch_norm_passes_gradients_to_the_published_parameters():
     """Scoring folds bn2 into conv1 on the fly; in evaluation mode with autograd (e.g. saliency or
     adversarial attacks on a scorer) conv1 and bn2 still get the plain formulation's gradients."""
+    from models.fast import speed_up
     from models.layers import ResidualBlock
     torch.manual_seed(0)
-    fast, plain = ResidualBlock(4, 8).eval(), ResidualBlock(4, 8, fast=False).eval()
+    fast, plain = speed_up(ResidualBlock(4, 8)).eval(), ResidualBlock(4, 8).eval()
     with torch.no_grad():
         fast.bn2.running_mean.normal_(), fast.bn2.running_var.uniform_(0.5, 2), fast.bn2.weight.normal_()
     plain.load_state_dict(fast.state_dict())
@@ -273,13 +274,13 @@ def test_scoring_in_parts_equals_the_whole_batch(repo_root):
     per_item = model.largest_activation(12000)
     calls = []
     model.conv_time.register_forward_hook(lambda module, inputs, out: calls.append(out.shape[0]))
-    model.score_in_parts(limit=2 * per_item)                      # at most 2 utterances a part
+    in_parts = fast.InParts(model, limit=2 * per_item)           # at most 2 utterances a part
     assert fast.parts_under(5, per_item, 2 * per_item) == 3
     with torch.no_grad():
-        parts = model(x)
+        parts = in_parts(x)
     assert calls == [2, 2, 1]
     for a, b in zip(whole, parts):
         assert (a - b).abs().max().item() < 1e-5
     calls.clear()
-    model(x[:3])                                                  # with autograd: one batch, as in training
+    in_parts(x[:3])                                               # with autograd: one batch, as in training
     assert calls == [3]

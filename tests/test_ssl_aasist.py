@@ -15,9 +15,11 @@ import torch
 pytest.importorskip("transformers")
 
 from models import build_model, load_model  # noqa: E402
+from models.fast import use_channels_last  # noqa: E402
 from models.ssl_weights import (PRETRAINING_ONLY, fairseq_to_hf, hf_to_fairseq, parse_conv_layers,  # noqa: E402
                                 read_pretrained)
-from utils.config import CLASS_WEIGHTS, XLSR_300M, config_from_dict, load_config  # noqa: E402
+from models.frontends.wav2vec2 import XLSR_300M  # noqa: E402
+from utils.config import CLASS_WEIGHTS, config_from_dict, load_config  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 
 SSL_KEYS = ("conv_feature_layers", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
@@ -88,7 +90,7 @@ def test_reference_logits_and_features(reference_model, golden, i):
 
 def test_plain_and_channels_last_formulations_give_the_same_logits(tiny_model_config, published, golden):
     x = torch.from_numpy(golden["input_0"])
-    for model in (build_model(tiny_model_config, fast=False), build_model(tiny_model_config).use_channels_last()):
+    for model in (build_model(tiny_model_config, fast=False), use_channels_last(build_model(tiny_model_config))):
         model.load_state_dict(published)
         with torch.no_grad():
             _, logits = model.eval()(x)

@@ -22,7 +22,8 @@ from models import AASIST
 from utils import training
 from utils.config import load_config
 from utils.distributed import DistInfo
-from utils.precision import Speed, prepare_model
+from models.fast import prepare_model
+from utils.precision import Speed
 
 from helpers import tiny_config
 

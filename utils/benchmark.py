@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 
+from utils.config import CLASS_WEIGHTS, OptimConfig
+from utils.optimizer import build_optimizer
 from utils.precision import Speed, autocast, maybe_compile
-from utils.config import CLASS_WEIGHTS
+from utils.training import training_step
 
 
 def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
@@ -29,27 +30,23 @@ def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def training_step(model: torch.nn.Module, run_model: torch.nn.Module, speed: Speed, device: torch.device):
-    """`step(x, y)`: one training step of `model` (forward through `run_model`, its compiled form or itself),
-    weighted cross-entropy, Adam as in the recipe."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+def train_step_of(model: torch.nn.Module, run_model: torch.nn.Module, speed: Speed, device: torch.device,
+                  optim_config: OptimConfig):
+    """`step(x, y)`: the step training runs (`utils.training.training_step`) on `model` (forward through
+    `run_model`, its compiled form or itself) with the config's optimiser."""
+    optimizer = build_optimizer(model.parameters(), optim_config)
     weight = torch.tensor(CLASS_WEIGHTS, device=device)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
         model.train()
-        with autocast(speed.precision, device):
-            _, logits = run_model(x)
-        loss = F.cross_entropy(logits.float(), y, weight=weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(run_model, optimizer, x, y, weight, speed.precision)
     return step
 
 
-def measure_model(model: torch.nn.Module, speed: Speed, device: torch.device, batch_size: int,
-                  eval_batch_size: int, warmup: int, repeats: int, profile: Path | None = None,
+def measure_model(model: torch.nn.Module, speed: Speed, device: torch.device, optim_config: OptimConfig,
+                  batch_size: int, eval_batch_size: int, warmup: int, repeats: int, profile: Path | None = None,
                   name: str = "") -> dict:
-    """Training and scoring throughput of `model` (on `device`, see `utils.precision.prepare_model`) run
+    """Training and scoring throughput of `model` (on `device`, see `models.fast.prepare_model`) run
     with `speed`, on seeded random inputs of the model's `nb_samp` samples.
 
     Returns:
@@ -64,7 +61,7 @@ def measure_model(model: torch.nn.Module, speed: Speed, device: torch.device, ba
     x_eval = torch.randn(eval_batch_size, model.nb_samp, generator=gen).to(device)
     run_model = maybe_compile(model, speed)
     cuda = device.type == "cuda"
-    step = training_step(model, run_model, speed, device)
+    step = train_step_of(model, run_model, speed, device, optim_config)
 
     def train_step():
         step(x_train, y_train)
@@ -116,11 +113,11 @@ def largest_fitting(fits, start: int, limit: int) -> int:
     return lo
 
 
-def largest_training_batch(model: torch.nn.Module, speed: Speed, device: torch.device, start: int,
-                           limit: int = 4096) -> int:
+def largest_training_batch(model: torch.nn.Module, speed: Speed, device: torch.device, optim_config: OptimConfig,
+                           start: int, limit: int = 4096) -> int:
     """The largest training batch whose step (forward, backward, Adam with its state) fits in the CUDA memory
     this process may use (`torch.cuda.set_per_process_memory_fraction` caps it, e.g. to an 80 GB card's)."""
-    step = training_step(model, maybe_compile(model, speed), speed, device)
+    step = train_step_of(model, maybe_compile(model, speed), speed, device, optim_config)
     # Each batch size is a new static shape for a compiled model: past dynamo's recompile limit (8) it would
     # silently run eager, and the search would measure eager memory.
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)

@@ -9,8 +9,9 @@ repository's `AASIST.conf` / `AASIST-L.conf` load unchanged: their string boolea
 The optional `augmentation` object (absent: none, and training is what it always was) is
 `AugmentationConfig`; its `rawboost` object is `RawBoostParams` (used by data_utils/rawboost.py).
 
-`model_config.architecture` is "AASIST" (the sinc front end, `first_conv`) or "SSL_AASIST" (a wav2vec 2.0
-front end, `ssl`: a preset name such as "xlsr_300m" or an `SSLConfig` object of sizes).
+`model_config` is validated by the config class of the architecture it names (`model_config.architecture`;
+each model file holds its class, `models/registry.py` lists them): `check`, `check_len` and `check_each` below
+are the checks those classes use, so that every message names its key the same way.
 """
 import copy
 import dataclasses
@@ -33,134 +34,35 @@ CLASS_WEIGHTS = (0.1, 0.9)  # spoof, bona fide: the published weighted cross-ent
 DEFAULT_NB_SAMP = 64600  # samples (~4 s at 16 kHz) the model takes: the published model_config's nb_samp
 
 
-def min_input_length(first_conv: int) -> int:
-    """Shortest waveform, in samples, that leaves at least one time step after the encoder: the
-    sinc convolution (kernel `first_conv` rounded up to odd, no padding), a (3, 3) max-pool, then
-    six residual blocks that each pool time by 3 (models/aasist.py)."""
-    kernel = first_conv + 1 if first_conv % 2 == 0 else first_conv
-    return kernel - 1 + 3 * 3 ** 6
-
-
-def ssl_min_input_length(conv_feature_layers: list) -> int:
-    """Shortest waveform, in samples, that leaves SSL-AASIST one temporal node: three wav2vec 2.0 frames
-    (for the (3, 3) max-pool after `LL`), traced back through the convolutions `[dim, kernel, stride]`
-    (models/ssl_aasist.py). XLS-R's: 1,040 samples."""
-    length = 3
-    for _, kernel, stride in reversed(conv_feature_layers):
-        length = (length - 1) * stride + kernel
-    return length
-
-
-ARCHITECTURES = ("AASIST", "SSL_AASIST")
-
-# XLS-R 300M (Babu et al., 2021), the front end of the published SSL-AASIST: fairseq's xlsr2_300m.pt,
-# facebook/wav2vec2-xls-r-300m on the Hugging Face hub.
-XLSR_300M = {
-    "conv_feature_layers": [[512, 10, 5]] + [[512, 3, 2]] * 4 + [[512, 2, 2]] * 2,
-    "encoder_layers": 24,
-    "encoder_embed_dim": 1024,
-    "encoder_ffn_embed_dim": 4096,
-    "encoder_attention_heads": 16,
-    "conv_pos": 128,
-    "conv_pos_groups": 16,
-    "final_dim": 768,
-    "latent_vars": 320,
-    "latent_groups": 2,
-}
-
-
-@dataclass(frozen=True)
-class SSLConfig:
-    """Sizes of a wav2vec 2.0 front end, in fairseq's names (its model cfg's). The layout is fixed: the
-    XLS-R one (layer-normalised convolutions with bias, pre-LN transformer, GELU, no dropout).
-
-    `final_dim`, `latent_vars` and `latent_groups` size the pretraining-only tensors (quantizer,
-    projections) that checkpoints carry and the forward pass never uses.
-    """
-    PRESETS: ClassVar[dict] = {"xlsr_300m": XLSR_300M}
-
-    conv_feature_layers: list[list[int]]  # [dim, kernel, stride] per convolution
-    encoder_layers: int
-    encoder_embed_dim: int
-    encoder_ffn_embed_dim: int
-    encoder_attention_heads: int
-    conv_pos: int                          # positional convolution kernel
-    conv_pos_groups: int
-    final_dim: int
-    latent_vars: int
-    latent_groups: int
-
-    def __post_init__(self):
-        for i, layer in enumerate(self.conv_feature_layers):
-            _check(len(layer) == 3 and all(v > 0 for v in layer), f"model_config.ssl.conv_feature_layers[{i}]",
-                   "[dim, kernel, stride] of positive ints", layer)
-        _check(len(self.conv_feature_layers) > 0, "model_config.ssl.conv_feature_layers", "non-empty",
-               self.conv_feature_layers)
-        for f in dataclasses.fields(self):
-            if f.type is int:
-                _check(getattr(self, f.name) > 0, f"model_config.ssl.{f.name}", "positive", getattr(self, f.name))
-        for key, whole in (("encoder_attention_heads", "encoder_embed_dim"), ("conv_pos_groups", "encoder_embed_dim"),
-                           ("latent_groups", "final_dim")):
-            _check(getattr(self, whole) % getattr(self, key) == 0, f"model_config.ssl.{key}",
-                   f"a divisor of {whole} ({getattr(self, whole)})", getattr(self, key))
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """The network's shape (spec, "Model configuration"). `first_conv` is AASIST's alone; `ssl`,
-    `ssl_pretrained` and `freeze_ssl` are SSL_AASIST's alone, where `filts[0]` is the width of `LL`."""
-    filts: list
-    gat_dims: list[int]
-    pool_ratios: list[float]
-    temperatures: list[float]
-    first_conv: Optional[int] = None       # AASIST: sinc filter length (required)
-    nb_samp: int = DEFAULT_NB_SAMP
+    """The keys every model's config has. Each model file subclasses it with its own keys and checks, and
+    `models/registry.py` maps `architecture` to that class; `model_config_from_dict` picks it."""
     architecture: str = "AASIST"
-    ssl: Optional[SSLConfig] = None        # SSL_AASIST: the wav2vec 2.0 sizes (required)
-    ssl_pretrained: str = ""               # SSL_AASIST: XLS-R weights to start from (HF folder or fairseq .pt)
-    freeze_ssl: bool = False               # SSL_AASIST: train the back end only
+    nb_samp: int = DEFAULT_NB_SAMP        # samples a model is trained and scored on
 
-    def __post_init__(self):
-        if self.architecture not in ARCHITECTURES:
-            raise InputError(f"model_config.architecture must be one of {', '.join(ARCHITECTURES)}, "
-                             f"got {self.architecture!r}")
-        ssl = self.architecture == "SSL_AASIST"
-        f = self.filts
-        pairs_ok = all(isinstance(p, list) and len(p) == 2 and all(_is_int(c) and c > 0 for c in p) for p in f[1:])
-        if len(f) != 5 or not _is_int(f[0]) or f[0] < 3 or not pairs_ok:
-            first = "LL_width" if ssl else "num_sinc_filters"
-            raise InputError(f"model_config.filts must be [{first}, [in, out], [in, out], [in, out], [in, out]], "
-                             f"got {f!r}")
-        _check_len(self.gat_dims, 2, "model_config.gat_dims")
-        _check_len(self.pool_ratios, 4, "model_config.pool_ratios")
-        _check_len(self.temperatures, 4, "model_config.temperatures")
-        _check_each(self.gat_dims, lambda v: v > 0, "model_config.gat_dims", "positive")
-        _check_each(self.pool_ratios, lambda v: 0 < v <= 1, "model_config.pool_ratios", "in (0, 1]")
-        _check_each(self.temperatures, lambda v: v > 0, "model_config.temperatures", "positive")
-        if ssl:
-            self._check_ssl()
-        else:
-            self._check_aasist()
 
-    def _check_aasist(self):
-        if self.first_conv is None:
-            raise InputError("missing key model_config.first_conv")
-        for key in ("ssl", "ssl_pretrained", "freeze_ssl"):
-            _check(not getattr(self, key), f"model_config.{key}", "left out for AASIST (it is SSL_AASIST's)",
-                   getattr(self, key))
-        _check(self.first_conv >= 3, "model_config.first_conv", "at least 3", self.first_conv)
-        least = min_input_length(self.first_conv)
-        _check(self.nb_samp >= least, "model_config.nb_samp",
-               f"at least {least} (the encoder's shortest input for first_conv {self.first_conv})", self.nb_samp)
+def _registry() -> dict:
+    """`models.registry.MODELS`: architecture -> (config class, module class). Imported when a config is first
+    read, not at the top: the model files import this module for `ModelConfig` and the checks below."""
+    import importlib
+    return importlib.import_module("models.registry").MODELS
 
-    def _check_ssl(self):
-        if self.ssl is None:
-            raise InputError("missing key model_config.ssl (a preset name, e.g. \"xlsr_300m\", or an object of sizes)")
-        _check(self.first_conv is None, "model_config.first_conv", "left out for SSL_AASIST (it has no sinc filters)",
-               self.first_conv)
-        least = ssl_min_input_length(self.ssl.conv_feature_layers)
-        _check(self.nb_samp >= least, "model_config.nb_samp",
-               f"at least {least} (three wav2vec 2.0 frames)", self.nb_samp)
+
+def model_config_class(raw: Any) -> type:
+    """The config class of the architecture a `model_config` mapping names (default "AASIST")."""
+    models = _registry()
+    name = raw.get("architecture", ModelConfig.architecture) if isinstance(raw, Mapping) else ModelConfig.architecture
+    if name not in models:
+        raise InputError(f"model_config.architecture must be one of {', '.join(models)}, got {name!r}")
+    cls = models[name][0]
+    if isinstance(raw, Mapping):  # a key of another architecture's: say whose, not just "unknown"
+        own = {f.name for f in dataclasses.fields(cls)}
+        for key in raw:
+            owners = [other for other, (c, _) in models.items() if key in {f.name for f in dataclasses.fields(c)}]
+            if key not in own and owners:
+                raise InputError(f"model_config.{key} must be left out for {name} (it is {' and '.join(owners)}'s)")
+    return cls
 
 
 @dataclass(frozen=True)
@@ -341,7 +243,7 @@ class Config:
     compile: Optional[bool] = None
     channels_last: Optional[bool] = None   # None: channels-last layout on CUDA in bf16
     cuda_graphs: Optional[bool] = None     # None: compiled graphs replayed as CUDA graphs on one GPU, not DDP
-    gradient_checkpointing: bool = False   # SSL_AASIST: recompute the front end's layers in the backward pass
+    gradient_checkpointing: bool = False   # models that support it (XLS-R front ends): recompute layers in the backward pass
     augmentation: Optional[AugmentationConfig] = None  # training data only; None: no augmentation
 
     def scoring_batch_size(self) -> int:
@@ -367,11 +269,13 @@ class Config:
         if self.num_workers is not None:
             _check(self.num_workers >= 0, "num_workers", "non-negative (0: load in the main process)", self.num_workers)
         _check(0 <= self.swa_max_dev_eer <= 100, "swa_max_dev_eer", "a percentage in [0, 100]", self.swa_max_dev_eer)
-        if self.model_config.architecture != "AASIST":
-            _check(not self.freq_aug, "freq_aug", "false for SSL_AASIST (it masks AASIST's sinc filters)", self.freq_aug)
-        else:
-            _check(not self.gradient_checkpointing, "gradient_checkpointing",
-                   "false for AASIST (it applies to SSL_AASIST's wav2vec 2.0 front end)", self.gradient_checkpointing)
+        name = self.model_config.architecture
+        model = _registry()[name][1]
+        if self.freq_aug:
+            _check(model.supports_freq_aug, "freq_aug", f"false for {name} (it has no sinc filters to mask)", True)
+        if self.gradient_checkpointing:
+            _check(model.supports_gradient_checkpointing(), "gradient_checkpointing",
+                   f"false for {name} (it has no layers to recompute)", True)
 
 
 def load_config(path: str | Path) -> Config:
@@ -400,8 +304,9 @@ def config_from_dict(raw: Any) -> Config:
 
 
 def model_config_from_dict(raw: Any) -> ModelConfig:
-    """A validated `ModelConfig` from a config's `model_config` mapping."""
-    return dataclass_from_dict(ModelConfig, dict(raw) if isinstance(raw, Mapping) else raw, prefix="model_config.")
+    """A validated config of the architecture a config's `model_config` mapping names."""
+    raw = dict(raw) if isinstance(raw, Mapping) else raw
+    return dataclass_from_dict(model_config_class(raw), raw, prefix="model_config.")
 
 
 def config_to_dict(config: Config) -> dict:
@@ -439,9 +344,13 @@ def dataclass_from_dict(cls, raw: Any, prefix: str = "", root: str = "config"):
                 raise InputError(f"missing key {key}")
             continue
         nested = _nested_class(hints[name])
-        if nested is not None:
+        if nested is ModelConfig:
+            values[name] = model_config_from_dict(raw[name])
+        elif nested is not None:
             optional = hints[name] is not nested
             value = _preset(nested, raw[name], key)
+            if value is None and not optional:  # `"ssl": null` where an object is required
+                raise InputError(f"missing key {key}")
             values[name] = None if optional and value is None else dataclass_from_dict(nested, value, prefix=key + ".")
         else:
             values[name] = _coerce(raw[name], hints[name], key)
@@ -458,23 +367,26 @@ def _preset(cls, value: Any, key: str) -> Any:
     return copy.deepcopy(presets[value])
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _check_len(value: list, n: int, key: str) -> None:
+def check_len(value: list, n: int, key: str) -> None:
     if len(value) != n:
         raise InputError(f"{key} must have {n} entries, got {len(value)}")
 
 
-def _check(ok: bool, key: str, rule: str, value) -> None:
+def check(ok: bool, key: str, rule: str, value) -> None:
     if not ok:
         raise InputError(f"{key} must be {rule}, got {value!r}")
 
 
-def _check_each(values: list, ok, key: str, rule: str) -> None:
+def check_each(values: list, ok, key: str, rule: str) -> None:
     for i, v in enumerate(values):
         _check(ok(v), f"{key}[{i}]", rule, v)
+
+
+_is_int, _check, _check_len, _check_each = is_int, check, check_len, check_each
 
 
 def _coerce(value: Any, hint, key: str):

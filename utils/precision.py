@@ -1,4 +1,5 @@
-"""Speed settings (precision, memory layout, compilation, CUDA graphs, cuDNN), resolved once per run.
+"""Speed settings (precision, memory layout, compilation, CUDA graphs, cuDNN), resolved once per run; a model is
+made ready with them by `models.fast.prepare_model`.
 
 One rule for every script: `resolve_speed(config, device, purpose)`. Defaults:
 
@@ -31,8 +32,8 @@ class Speed:
     cudnn_deterministic: bool = True   # the published settings
     cudnn_benchmark: bool = False
     tf32: bool = False                 # PyTorch's default on recent GPUs; fp32 here means fp32
-    gradient_checkpointing: bool = False  # SSL_AASIST's front end: activations recomputed in the backward pass
-    score_in_parts: bool = False       # AASIST: big scoring batches in parts under 2^31 elements (benchmark only)
+    gradient_checkpointing: bool = False  # where a model supports it: activations recomputed in the backward pass
+    score_in_parts: bool = False       # where a model supports it: big scoring batches in parts under 2^31 elements
 
 
 def resolve_speed(config: Config, device: torch.device, purpose: str, precision: str | None = None,
@@ -53,21 +54,6 @@ def resolve_speed(config: Config, device: torch.device, purpose: str, precision:
     return Speed(precision, channels_last, compile, compile and cuda_graphs,
                  config.cudnn_deterministic_toggle, config.cudnn_benchmark_toggle,
                  gradient_checkpointing=config.gradient_checkpointing and purpose == "train")
-
-
-def prepare_model(model: torch.nn.Module, device: torch.device, speed: Speed) -> torch.nn.Module:
-    """Move `model` to `device` in `speed`'s layout and set the cuDNN flags. Returns the model (not
-    compiled: under torchrun the training copy is wrapped in DDP first; see `maybe_compile`)."""
-    if device.type == "cuda":
-        set_cuda_flags(speed)
-    model = model.to(device)
-    if speed.channels_last:
-        model.use_channels_last()
-    if speed.gradient_checkpointing:
-        model.use_gradient_checkpointing()
-    if speed.score_in_parts:
-        model.score_in_parts()
-    return model
 
 
 def set_cuda_flags(speed: Speed) -> None:

@@ -92,7 +92,7 @@ def say(dist_info: DistInfo, *msg) -> None:
 def build_run(config: Config, seed: int, run_dir: Path, device: torch.device, speed: Speed, dist_info: DistInfo,
               splits: dict, model: torch.nn.Module, sampler, checkpoint: dict | None = None) -> Run:
     """Loader, optimiser, schedule and weight average around `model` (already on `device`, see
-    `utils.precision.prepare_model`); the state of `checkpoint` when resuming; the training and
+    `models.fast.prepare_model`); the state of `checkpoint` when resuming; the training and
     scoring wrappers (DDP with synchronised BatchNorm under torchrun, torch.compile)."""
     num_workers = config.loader_workers()
     train_loader = DataLoader(splits["train"].dataset, batch_size=config.batch_size // dist_info.world_size,
@@ -239,6 +239,22 @@ def _alive(pid: int) -> bool:
 
 # --- one epoch -----------------------------------------------------------------------------------
 
+def training_step(train_model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                  weight: torch.Tensor, precision: str, freq_aug: bool = False) -> torch.Tensor:
+    """One step of the published recipe: forward (bf16 autocast where `precision` says), weighted cross-entropy
+    on the model's output, backward, optimiser step. Returns the loss, on the device (reading it waits for it).
+
+    The cross-entropy takes the output as logits, as the published training scripts do, whatever it is (RawNet2's
+    published output is already log-probabilities: the published code normalises them a second time)."""
+    with autocast(precision, x.device):
+        _, output = train_model(x, freq_aug=freq_aug)
+    loss = F.cross_entropy(output.float(), y, weight=weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def train_one_epoch(run: Run, epoch: int) -> tuple[float, float]:
     """One pass over the training data; returns the mean loss (over all ranks) and samples/s. Stops on a
     NaN or inf loss, naming its step (losses are read from the device every LOSS_READ_STEPS steps, and
@@ -252,15 +268,10 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[float, float]:
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=None if dist_info.is_main else True, leave=False)
     for step, (x, y) in enumerate(bar):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(run.speed.precision, device):
-            _, logits = run.train_model(x, freq_aug=run.config.freq_aug)
-        loss = F.cross_entropy(logits.float(), y, weight=weight)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
+        pending.append(training_step(run.train_model, run.optimizer, x, y, weight, run.speed.precision,
+                                     run.config.freq_aug))
         if run.steps_per_batch:
             run.scheduler.step()
-        pending.append(loss.detach())
         if len(pending) == read_every or step == len(loader) - 1:
             losses = torch.stack(pending)
             # Every rank reads at the same steps: averaged, all ranks see a NaN and stop together
