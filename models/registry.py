@@ -4,6 +4,8 @@ Adding a model is one file in `models/` holding both (the module a `base.Counter
 `utils.config.ModelConfig`) and one line here; config validation, `build_model`, training, scoring, export and
 the benchmark all go through this table.
 """
+from utils.config import register_models
+
 from .aasist import AASIST, AASISTConfig
 from .ssl_aasist import SSLAASIST, SSLAASISTConfig
 
@@ -11,3 +13,4 @@ MODELS = {
     "AASIST": (AASISTConfig, AASIST),              # and AASIST-L: the same architecture, smaller
     "SSL_AASIST": (SSLAASISTConfig, SSLAASIST),
 }
+register_models(MODELS)

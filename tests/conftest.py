@@ -15,6 +15,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+import models  # noqa: E402,F401  (registers the architectures whose configs utils.config validates)
+
 REFERENCE_DIR = Path(os.environ.get("AASIST_REFERENCE", REPO_ROOT.parent / "shared" / "reference"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -42,11 +42,20 @@ class ModelConfig:
     nb_samp: int = DEFAULT_NB_SAMP        # samples a model is trained and scored on
 
 
+_MODELS: dict = {}  # architecture -> (config class, module class): models/registry.py's table, once imported
+
+
+def register_models(models: Mapping[str, tuple[type, type]]) -> None:
+    """Called by models/registry.py with its table, so that configs are validated by each architecture's own
+    config class (the model files import this module, not the other way round)."""
+    _MODELS.update(models)
+
+
 def _registry() -> dict:
-    """`models.registry.MODELS`: architecture -> (config class, module class). Imported when a config is first
-    read, not at the top: the model files import this module for `ModelConfig` and the checks below."""
-    import importlib
-    return importlib.import_module("models.registry").MODELS
+    if not _MODELS:
+        raise RuntimeError("no architectures are registered: import models (models/registry.py) before reading a "
+                           "config")
+    return _MODELS
 
 
 def model_config_class(raw: Any) -> type:
@@ -67,8 +76,8 @@ def model_config_class(raw: Any) -> type:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser and learning-rate schedule (spec section 8). Schedule-specific keys are checked
-    only when that schedule is chosen."""
+    """Optimiser and learning-rate schedule (the published recipes' `optim_config`). Schedule-specific keys
+    are checked only when that schedule is chosen."""
     optimizer: str
     base_lr: float
     scheduler: str = "none"

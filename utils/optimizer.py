@@ -1,4 +1,5 @@
-"""Optimisers and learning-rate schedules of the published recipe (spec section 8).
+"""Optimisers and learning-rate schedules of the published recipes (clovaai/aasist `utils.py`: Adam or SGD;
+cosine, multistep, SGDR and Keras-style decay).
 
 `cosine` and `keras_decay` are stepped after every optimiser step; `multistep` and `sgdr` count
 epochs (their milestones and periods are in epochs), so the training loop steps them once per

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import models  # noqa: F401  (registers the architectures whose configs load_config validates)
 from utils.config import load_config
 from utils.errors import InputError
 from utils.provenance import MODELS, REPO_ROOT, evaluation_file, read_run_info
