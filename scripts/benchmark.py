@@ -4,8 +4,8 @@
     python scripts/benchmark.py --device cpu --batch_size 8
 
 Every mode runs the same network on the same synthetic input. The baseline, "published", is the
-plain formulation (`AASIST(..., fast=False)`: the one-channel sinc convolution, max_pool2d
-throughout) run as the published code ran it: fp32 eager mode, on CUDA with the published script's
+plain formulation (`build_model(..., fast=False)`: the model as its published code computes it, e.g.
+AASIST's one-channel sinc convolution and max_pool2d throughout) run as the published code ran it: fp32 eager mode, on CUDA with the published script's
 cuDNN settings (deterministic) and PyTorch's default TF32 convolutions. The ratio columns are each
 mode's throughput over the baseline's, measured in the same run. Times are medians of
 --repeats timed repeats after --warmup untimed ones, with device synchronisation. Loader speed is
@@ -63,12 +63,11 @@ def parse_mode(spec: str) -> dict:
 
 def check_modes(modes: list[dict], model_class) -> None:
     """Refuse a mode that asks for a capability the model does not declare (`models.base.Countermeasure`)."""
-    for flag, what, supports in (("gc", "gradient checkpointing", "supports_gradient_checkpointing"),
-                                 ("parts", "scoring in parts", "supports_scoring_in_parts")):
-        asked = any(getattr(m["speed"], "gradient_checkpointing" if flag == "gc" else "score_in_parts") for m in modes)
-        if asked and not getattr(model_class, supports)():
+    for flag, setting, supports in (("gc", "gradient_checkpointing", "supports_gradient_checkpointing"),
+                                    ("parts", "score_in_parts", "supports_scoring_in_parts")):
+        if any(getattr(m["speed"], setting) for m in modes) and not getattr(model_class, supports)():
             able = [name for name, (_, cls) in MODELS.items() if getattr(cls, supports)()]
-            raise InputError(f"+{flag} ({what}): {model_class.architecture} does not support it "
+            raise InputError(f"+{flag}: {model_class.architecture} does not support it "
                              f"(models that do: {', '.join(able) or 'none'})")
 
 
