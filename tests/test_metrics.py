@@ -130,3 +130,13 @@ def test_tdcf_refuses_an_asv_system_worse_than_chance():
 def test_per_attack_eer_checks_lengths():
     with pytest.raises(InputError, match="2 attack ids given for 3 spoof scores"):
         per_attack_eer([1.0, 2.0], [0.0, 0.5, 1.0], ["A01", "A02"])
+
+
+@pytest.mark.parametrize("bonafide, spoof, n", [([1.0, 1.0], [0.0, 0.0, 0.0], 2), ([1.0], [1.0, 1.0], 1),
+                                                ([0.0, 1.0, 1.0], [0.0], 2)])
+def test_min_tdcf_refuses_hard_decisions(bonafide, spoof, n):
+    # The published evaluation (ASVspoof 2019 compute_tDCF) stops on CM scores with fewer than 3 distinct
+    # values ("provide soft CM scores"); the library function refuses them too, never a min t-DCF number.
+    asv_target, asv_nontarget, asv_spoof = [5.0, 6.0, 7.0], [0.0, 1.0, 2.0], [3.0, 4.0, 6.5]
+    with pytest.raises(InputError, match=f"CM scores take only {n} distinct value"):
+        compute_min_tdcf(bonafide, spoof, asv_target, asv_nontarget, asv_spoof)

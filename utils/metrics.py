@@ -34,6 +34,21 @@ def check_scores(scores, name: str) -> np.ndarray:
     return scores
 
 
+def check_soft_scores(*score_sets, name: str = "CM") -> None:
+    """Raise ``InputError`` if the pooled scores take fewer than 3 distinct values.
+
+    The published evaluations (ASVspoof 2019 ``compute_tDCF``, the 2021 and ASVspoof 5 packages) refuse such
+    scores as hard decisions ("provide soft CM scores").
+
+    Args:
+        score_sets: one or more (N_i,) score arrays, pooled.
+        name: the system, for the message.
+    """
+    n_distinct = np.unique(np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in score_sets])).size
+    if n_distinct < 3:
+        raise InputError(f"{name} scores take only {n_distinct} distinct value(s); soft scores are needed")
+
+
 def compute_det_curve(bonafide, spoof) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Miss and false-alarm rates at every threshold of the pooled, sorted scores.
 
@@ -100,9 +115,14 @@ def compute_min_tdcf(bonafide_cm, spoof_cm, asv_target, asv_nontarget, asv_spoof
 
     Returns:
         min t-DCF, unitless (0 is perfect; 1 is no better than a CM that accepts or rejects everything).
+
+    Raises:
+        InputError: an empty class, NaN/inf scores, CM scores with fewer than 3 distinct values (hard
+            decisions, which the published ``compute_tDCF`` refuses), or ASV scores that leave C1 or C2 <= 0.
     """
     bonafide_cm = check_scores(bonafide_cm, "CM bona fide")
     spoof_cm = check_scores(spoof_cm, "CM spoof")
+    check_soft_scores(bonafide_cm, spoof_cm)
     # Scores equal to the threshold count as accepted here, though the sweep rejected them: the published rule.
     pfa_asv, pmiss_asv, pmiss_spoof_asv, _ = asv_error_rates(asv_target, asv_nontarget, asv_spoof)
 
@@ -169,20 +189,6 @@ ADCF_C_FA_CM = 10.0
 ASV5_PFA_NON = 0.01881016557566423
 ASV5_PMISS = 0.01880141010575793
 ASV5_PFA_SPOOF = 0.4607082907604729
-
-
-def check_soft_scores(*score_sets, name: str = "CM") -> None:
-    """Raise ``InputError`` if the pooled scores take fewer than 3 distinct values.
-
-    The official packages refuse such scores as hard decisions ("provide soft CM scores").
-
-    Args:
-        score_sets: one or more (N_i,) score arrays, pooled.
-        name: the system, for the message.
-    """
-    n_distinct = np.unique(np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in score_sets])).size
-    if n_distinct < 3:
-        raise InputError(f"{name} scores take only {n_distinct} distinct value(s); soft scores are needed")
 
 
 def asv_error_rates(asv_target, asv_nontarget, asv_spoof) -> tuple[float, float, float, float]:
