@@ -1,6 +1,7 @@
 """RawBoost (data_utils/rawboost.py) equals the published code (CORPORA_SPEC.md, section D)."""
 import dataclasses
 import json
+import re
 import warnings
 
 import numpy as np
@@ -73,6 +74,16 @@ def test_one_tap_lnl_is_the_published_shift():
     y = rawboost(x, 1, np.random.RandomState(0), nBands=1, minCoeff=1, maxCoeff=2, N_f=1)
     shifted = np.concatenate([x[1:], [0.0]]).astype(np.float64)
     np.testing.assert_allclose(y, shifted - shifted.mean(), rtol=0, atol=1e-6)
+
+
+def test_the_readme_states_the_measured_bound(golden, repo_root):
+    """The README's figure is the largest difference from the published outputs, to two digits."""
+    worst = max(np.abs(rawboost(golden[f"clip_{k}"], algo, np.random.RandomState(seed)).astype(np.float64)
+                       - golden[f"out_{k}_{algo}_{seed}"]).max()
+                for algo in ALGOS for k in range(len(golden["clip_names"])) for seed in SEEDS)
+    stated = re.search(r"RawBoost outputs equal the published code's within ([0-9.e-]+)",
+                       (repo_root / "README.md").read_text())
+    assert stated is not None and float(stated.group(1)) == float(f"{worst:.1e}")
 
 
 def test_algo_0_is_no_change():
