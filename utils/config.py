@@ -106,7 +106,7 @@ class SSLConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network's shape (spec, "Model configuration"). `first_conv` is AASIST's alone; `ssl`,
+    """The network's shape (the published configs' `model_config`). `first_conv` is AASIST's alone; `ssl`,
     `ssl_pretrained` and `freeze_ssl` are SSL_AASIST's alone, where `filts[0]` is the width of `LL`."""
     filts: list
     gat_dims: list[int]
@@ -164,7 +164,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser and learning-rate schedule (spec section 8). Schedule-specific keys are checked
+    """Optimiser and learning-rate schedule (the published configs' `optim_config`). Schedule-specific keys are checked
     only when that schedule is chosen."""
     optimizer: str
     base_lr: float
