@@ -222,3 +222,18 @@ def test_accelerated_t_eer_searches_a_coarse_grid_then_a_window(monkeypatch):
 def test_t_eer_search_is_named():
     with pytest.raises(ValueError, match="search must be one of accelerated, exact"):
         compute_t_eer([1.0], [0.5], [0.0], [2.0], [0.0], [1.0], search="fast")
+
+
+def test_accelerated_and_exact_t_eer_can_differ():
+    """The coarse grid can settle on another crossing where the criterion has several minima (bimodal scores
+    here): the official figure is then the accelerated one, and search="exact" gives the other."""
+    rng = np.random.default_rng(5)
+
+    def bimodal(k, a, b):
+        return np.where(rng.random(k) < 0.5, rng.normal(a, 0.3, k), rng.normal(b, 0.3, k))
+
+    n = 1600  # 6401 points on each curve: step 2
+    cm = [bimodal(n, 0, 3), bimodal(n, 0, 3), bimodal(2 * n, -1, 2.5)]
+    asv = [bimodal(n, 2, 4), bimodal(n, -1, 1), bimodal(2 * n, 0, 3.5)]
+    assert compute_t_eer(*cm, *asv) == pytest.approx(49.65625)
+    assert compute_t_eer(*cm, *asv, search="exact") == pytest.approx(24.704003906249998)
