@@ -2,7 +2,8 @@
 round trip through a lossy codec, applied to the whole training utterance before the crop (as published for
 RawBoost); never to dev or eval data.
 
-Codecs, encoded and decoded in memory by libsndfile through ``soundfile``:
+Codecs (``utils.config.CODECS``, the names a config may give), encoded and decoded in memory by libsndfile
+through ``soundfile``:
 
     mp3     MPEG-1/2 Layer III (LAME)    format "MP3", subtype "MPEG_LAYER_III"   libsndfile >= 1.1.0
     vorbis  Ogg Vorbis                   format "OGG", subtype "VORBIS"
