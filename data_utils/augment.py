@@ -2,7 +2,8 @@
 round trip through a lossy codec, applied to the whole training utterance before the crop (as published for
 RawBoost); never to dev or eval data.
 
-Codecs, encoded and decoded in memory by libsndfile through ``soundfile``:
+Codecs (``utils.config.CODECS``, the names a config may give), encoded and decoded in memory by libsndfile
+through ``soundfile``:
 
     mp3     MPEG-1/2 Layer III (LAME)    format "MP3", subtype "MPEG_LAYER_III"   libsndfile >= 1.1.0
     vorbis  Ogg Vorbis                   format "OGG", subtype "VORBIS"
@@ -28,32 +29,17 @@ on its own child stream of that seed, so neither shifts the other or the crop (`
 The same item is then the same augmented waveform in any worker and after a resume.
 """
 import io
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import soundfile as sf
 
-from data_utils.rawboost import ALGORITHMS, RawBoostParams, rawboost
-from utils.config import CODECS as CODEC_NAMES, AugmentationConfig
+from data_utils.rawboost import rawboost
+from utils.config import CODECS, AugmentationConfig
 from utils.errors import InputError
 
 
 SAMPLE_RATE = 16000  # Hz, as data_utils.dataset
-
-
-@dataclass(frozen=True)
-class Codec:
-    """A lossy codec as libsndfile names it."""
-
-    name: str
-    format: str
-    subtype: str
-
-
-CODECS = {c.name: c for c in (Codec("mp3", "MP3", "MPEG_LAYER_III"), Codec("vorbis", "OGG", "VORBIS"),
-                              Codec("opus", "OGG", "OPUS"))}
-assert tuple(CODECS) == CODEC_NAMES  # the names the config accepts
 
 # Child streams of an utterance's seed (numpy SeedSequence spawn keys); the crop uses the seed itself.
 _RAWBOOST_STREAM, _CODEC_STREAM = 0, 1
@@ -85,11 +71,12 @@ def check_codec(codec: str, compression_levels: Sequence[float], sr: int = SAMPL
     """Fail at start-up, not mid-epoch, where the installed libsndfile lacks ``codec`` or refuses one of the
     ``compression_levels``: a round trip of 0.1 s of noise at each.
 
+    Args:
+        codec: a name of ``utils.config.CODECS`` (the config has checked it).
+
     Raises:
         InputError: naming the codec, with the versions installed and the formats they offer.
     """
-    if codec not in CODECS:
-        raise InputError(f"unknown codec {codec!r}; valid: {', '.join(CODECS)}")
     c = CODECS[codec]
     where = f"soundfile {sf.__version__} with libsndfile {sf.__libsndfile_version__}"
     if c.format not in sf.available_formats() or c.subtype not in sf.available_subtypes(c.format):
@@ -117,41 +104,26 @@ def check_codec(codec: str, compression_levels: Sequence[float], sr: int = SAMPL
 class Augmenter:
     """RawBoost, then with probability ``codec_prob`` a codec round trip, drawn from one seed per utterance.
 
-    Building it checks every setting on a probe signal (the codecs the installed libsndfile has, at both ends
-    of the compression range; RawBoost's parameters at 16 kHz), so a bad one stops the run before training.
+    Takes a validated ``AugmentationConfig``; building it checks what the config cannot, on a probe signal:
+    the codecs the installed libsndfile has, at both ends of the compression range, and RawBoost's parameters
+    at this sample rate; so a setting this machine refuses stops the run before training.
     """
 
-    def __init__(self, rawboost_algo: int = 0, rawboost_params: RawBoostParams = RawBoostParams(),
-                 codec_prob: float = 0.0, codecs: Sequence[str] = tuple(CODECS),
-                 codec_compression: tuple[float, float] = (0.1, 0.9), sr: int = SAMPLE_RATE):
-        if rawboost_algo not in ALGORITHMS:
-            raise InputError(f"augmentation.rawboost_algo: unknown RawBoost algo {rawboost_algo!r}")
-        if not 0 <= codec_prob <= 1:
-            raise InputError(f"augmentation.codec_prob must be a probability in [0, 1], got {codec_prob!r}")
-        if codec_prob > 0 and not codecs:
-            raise InputError("augmentation.codecs must name at least one codec when codec_prob > 0")
-        low, high = codec_compression
-        if not 0 <= low <= high <= 1:
-            raise InputError(f"augmentation.codec_compression must be [low, high] in [0, 1], got {codec_compression!r}")
-        if rawboost_params.maxF > sr / 2:
-            raise InputError(f"augmentation.rawboost.maxF must be at most half the sample rate ({sr / 2:g} Hz), "
-                             f"got {rawboost_params.maxF!r}")
-        self.rawboost_algo, self.params = rawboost_algo, rawboost_params
-        self.codec_prob, self.codecs, self.codec_compression = codec_prob, list(codecs), (low, high)
-        self.sr = sr
-        if codec_prob > 0:
-            for codec in self.codecs:
-                check_codec(codec, sorted({low, high}), sr)
-        if rawboost_algo:
-            rawboost(np.full(sr // 10, 0.1, np.float32), rawboost_algo, np.random.RandomState(0), sr, self.params)
+    def __init__(self, config: AugmentationConfig, sr: int = SAMPLE_RATE):
+        self.config, self.sr = config, sr
+        if config.codec_prob > 0:
+            for codec in config.codecs:
+                check_codec(codec, sorted(set(config.codec_compression)), sr)
+        if config.rawboost_algo:
+            rawboost(np.full(sr // 10, 0.1, np.float32), config.rawboost_algo, np.random.RandomState(0), sr,
+                     config.rawboost)
 
     @classmethod
-    def from_config(cls, config: "AugmentationConfig | None") -> "Augmenter | None":
+    def from_config(cls, config: AugmentationConfig | None) -> "Augmenter | None":
         """The augmenter of a config's ``augmentation``; None where it is absent or changes nothing."""
         if config is None or not config.active:
             return None
-        return cls(config.rawboost_algo, config.rawboost, config.codec_prob, config.codecs,
-                   tuple(config.codec_compression))
+        return cls(config)
 
     def __call__(self, x: np.ndarray, seed: int) -> np.ndarray:
         """Augment one whole utterance.
@@ -162,12 +134,13 @@ class Augmenter:
         Returns:
             (L,) float32.
         """
-        if self.rawboost_algo:
+        c = self.config
+        if c.rawboost_algo:
             stream = np.random.MT19937(np.random.SeedSequence(seed, spawn_key=(_RAWBOOST_STREAM,)))
-            x = rawboost(x, self.rawboost_algo, np.random.RandomState(stream), self.sr, self.params)
-        if self.codec_prob > 0:
+            x = rawboost(x, c.rawboost_algo, np.random.RandomState(stream), self.sr, c.rawboost)
+        if c.codec_prob > 0:
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_CODEC_STREAM,)))
-            use, codec, level = rng.random(), rng.integers(len(self.codecs)), rng.uniform(*self.codec_compression)
-            if use < self.codec_prob:
-                x = codec_round_trip(x, self.codecs[codec], level, self.sr)
+            use, codec, level = rng.random(), rng.integers(len(c.codecs)), rng.uniform(*c.codec_compression)
+            if use < c.codec_prob:
+                x = codec_round_trip(x, c.codecs[codec], level, self.sr)
         return x

@@ -63,8 +63,9 @@ def notch_filter(rng: np.random.RandomState, p: RawBoostParams, min_gain: float,
         width = rng.uniform(p.minBW, p.maxBW)
         taps = int(rng.uniform(p.minCoeff, p.maxCoeff))
         taps += 1 - taps % 2  # a band-stop FIR needs an odd length
-        low = max(centre - width / 2, 1e-3)  # keep both edges strictly inside (0, sr/2)
-        high = min(centre + width / 2, sr / 2 - 1e-3)
+        low, high = centre - width / 2, centre + width / 2
+        low = low if low > 0 else 1e-3  # edges at or beyond 0 or sr/2 moved just inside, as published
+        high = high if high < sr / 2 else sr / 2 - 1e-3
         b = np.convolve(signal.firwin(taps, [low, high], window="hamming", fs=sr), b)
     gain = rng.uniform(min_gain, max_gain)
     _, h = signal.freqz(b, 1, fs=sr)  # 512 points on [0, sr/2)
@@ -73,10 +74,14 @@ def notch_filter(rng: np.random.RandomState, p: RawBoostParams, min_gain: float,
 
 def fir_filter(x: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Filter ``x`` (L,) by the FIR ``b`` and shift by about half the filter's length, so that the output,
-    (L,) float64, stays aligned with the input (the published code's delay compensation)."""
+    (L,) float64, stays aligned with the input (the published ``filterFIR``'s delay compensation).
+
+    As published: ``x`` is zero-padded by ``len(b) + 1`` samples at the end, filtered, and samples
+    ``(len(b) + 1) // 2`` on are kept, ``L`` of them; so a one-tap filter returns ``b[0] * x[1:]`` and a zero.
+    """
     start = (len(b) + 1) // 2
-    # The sums of lfilter over x zero-padded, by overlap-add FFTs: equal within ~1e-13, about 2x faster.
-    return signal.oaconvolve(x, b)[start:start + len(x)]
+    # The sums of lfilter over the padded x, by overlap-add FFTs: equal within ~1e-13, about 2x faster.
+    return signal.oaconvolve(np.pad(x, (0, len(b) + 1)), b)[start:start + len(x)]
 
 
 # --- the three building blocks ----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from data_utils.augment import CODECS, Augmenter  # noqa: E402
 from data_utils.rawboost import ALGORITHMS  # noqa: E402
 from models import MODELS, build_model, load_state_dict  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
-from utils.config import load_config  # noqa: E402
+from utils.config import AugmentationConfig, load_config  # noqa: E402
 from utils.errors import InputError, report_error, user_message  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 from utils.benchmark import items_per_second, largest_training_batch, measure_model, write_noise_flacs  # noqa: E402
@@ -74,11 +74,11 @@ def check_modes(modes: list[dict], model_class) -> None:
 def loader_augmenters() -> dict[str, Augmenter]:
     """Each RawBoost algorithm, and each codec the installed libsndfile has, applied to every item
     (codec compression levels drawn from [0.1, 0.9])."""
-    augmenters = {f"RawBoost {algo} ({name})": Augmenter(rawboost_algo=algo)
+    augmenters = {f"RawBoost {algo} ({name})": Augmenter(AugmentationConfig(rawboost_algo=algo))
                   for algo, name in ALGORITHMS.items() if algo}
     for codec in CODECS:
         try:
-            augmenters[f"{codec} round trip"] = Augmenter(codec_prob=1.0, codecs=[codec])
+            augmenters[f"{codec} round trip"] = Augmenter(AugmentationConfig(codec_prob=1.0, codecs=[codec]))
         except InputError as e:
             print(f"loader: {codec} skipped: {user_message(e)}", file=sys.stderr)
     return augmenters

@@ -14,6 +14,7 @@ from data_utils import (EvalDataset, TrainDataset, TrainSampler, load_audio, loa
 from data_utils import augment
 from data_utils.augment import CODECS, Augmenter, codec_round_trip
 from data_utils.rawboost import RawBoostParams
+from utils import config as config_module
 from utils.config import AugmentationConfig, config_from_dict, config_to_dict, load_config
 from utils.errors import InputError
 
@@ -116,6 +117,25 @@ def test_a_bad_augmentation_setting_is_an_input_error_naming_it(changes, key):
         augmentation(**changes)
 
 
+@pytest.mark.parametrize("changes, message", [
+    ({"rawboost_algo": 5.0}, "augmentation.rawboost_algo must be int, got 5.0"),
+    ({"codec_prob": True}, "augmentation.codec_prob must be float, got True"),
+    ({"codecs": "mp3"}, "augmentation.codecs must be a list, got 'mp3'"),
+    ({"codec_compression": [0.1, float("nan")]}, "augmentation.codec_compression[1] must be a finite number"),
+    ({"rawboost": {"P": 5}}, "augmentation.rawboost must be RawBoostParams"),
+])
+def test_an_augmentation_config_built_in_python_is_validated_too(changes, message):
+    """The augmenter trusts its config: a config made in Python is checked as one read from JSON is."""
+    with pytest.raises(InputError) as error:
+        AugmentationConfig(**changes)
+    assert str(error.value).startswith(message)
+
+
+def test_codec_names_have_one_home():
+    assert augment.CODECS is config_module.CODECS
+    assert AugmentationConfig().codecs == ["mp3", "vorbis", "opus"] == list(CODECS)
+
+
 def test_a_codec_libsndfile_lacks_stops_the_run_when_the_dataset_is_built(corpus, monkeypatch):
     real = sf.available_subtypes
     monkeypatch.setattr(augment.sf, "available_subtypes", lambda f=None: {
@@ -200,14 +220,15 @@ def test_augmented_batches_are_the_same_with_any_number_of_workers(corpus):
 
 def test_rawboost_and_codec_draw_from_the_seed_alone_on_their_own_streams():
     x = tone(20000)
-    rawboost_only = Augmenter(rawboost_algo=5)
+    rawboost_only = Augmenter(AugmentationConfig(rawboost_algo=5))
     np.random.seed(0)
     a = rawboost_only(x, 42)
     np.random.seed(1)  # the global generator plays no part
     np.testing.assert_array_equal(rawboost_only(x, 42), a)
     assert not np.array_equal(rawboost_only(x, 43), a)
     # Adding the codec leaves RawBoost's draws as they were (one compression level: nothing else to draw).
-    with_codec = Augmenter(rawboost_algo=5, codec_prob=1.0, codecs=["vorbis"], codec_compression=(0.5, 0.5))
+    with_codec = Augmenter(AugmentationConfig(rawboost_algo=5, codec_prob=1.0, codecs=["vorbis"],
+                                              codec_compression=[0.5, 0.5]))
     np.testing.assert_array_equal(with_codec(x, 42), codec_round_trip(a, "vorbis", 0.5))
 
 

@@ -175,8 +175,10 @@ GOOD = {"scale": 2.0, "offset": -0.5, "p_target": 0.5, "fitted_on": "dev.txt", "
     (json.dumps(GOOD | {"scale": -1.0}), "scale must be positive, got -1.0"),
     (json.dumps(GOOD | {"p_target": 0}), "p_target must lie strictly between 0 and 1, got 0"),
     (json.dumps(GOOD | {"n_bonafide": 0}), "n_bonafide must be positive, got 0"),
-    (json.dumps([GOOD]), "calibration must be a JSON object, got list"),
-    ("{\"scale\": 2.0,", "not a JSON calibration file"),
+    (json.dumps([GOOD]), "a calibration file must hold a JSON object, got array"),
+    (json.dumps(GOOD | {"source": "x.json"}), "unknown key(s) source"),
+    ("{\"scale\": " + "9" * 5000 + "}", "not a usable calibration file (Exceeds the limit (4300 digits)"),
+    ("[" * 100_000 + "]" * 100_000, "not a usable calibration file (nested too deeply)"),
 ])
 def test_bad_json_is_refused_naming_file_and_key(tmp_path, text, message):
     path = tmp_path / "calib.json"
@@ -184,6 +186,14 @@ def test_bad_json_is_refused_naming_file_and_key(tmp_path, text, message):
     with pytest.raises(InputError) as error:
         load_calibration(path)
     assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
+def test_json_syntax_errors_name_the_line(tmp_path):
+    path = tmp_path / "calib.json"
+    path.write_text('{"scale": 2.0,\n')
+    with pytest.raises(InputError) as error:
+        load_calibration(path)
+    assert str(error.value) == f"{path}, line 2: not valid JSON (Expecting property name enclosed in double quotes)"
 
 
 def test_missing_json_and_non_finite_save(tmp_path):
@@ -283,3 +293,47 @@ def test_evaluate_and_infer_apply_a_calibration(repo_root, reference_dir, la_tin
     assert result.returncode == 0, result.stderr
     [row] = json.loads((tmp_path / "r.json").read_text())["files"]
     assert row["llr"] == pytest.approx(0.5 * row["score"] - 1.0) and "LLR" in result.stdout
+
+
+# ---- a map that float64 cannot carry out -------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale, offset, key, message", [
+    (1e308, 0.0, "scale", "beyond the float range"),
+    (1.0, 1e308, "offset", "maps 5 different scores to only 1 different LLRs"),
+    (1e307, 1.7e308, "offset", "beyond the float range"),
+    (5e-324, 0.0, "scale", "maps 5 different scores to only 4 different LLRs"),
+])
+def test_apply_refuses_a_map_that_overflows_or_merges_scores(scale, offset, key, message):
+    """An increasing affine map keeps the order of the scores, so EER and minDCF stay; in float64 a huge offset
+    gives every score the same LLR (EER 100 %) and a huge scale gives inf (counted as bad scores)."""
+    cal = Calibration(scale=scale, offset=offset, p_target=0.5, fitted_on="dev", n_bonafide=1, n_spoof=1,
+                      source="calib.json")
+    with pytest.raises(InputError) as error:
+        cal.apply(np.array([-2.5, 0.0, 1.0, 1.25, 3.25]))
+    assert str(error.value).startswith(f"calib.json: calibration {key} {getattr(cal, key):g} ")
+    assert message in str(error.value)
+
+
+def test_apply_passes_nan_and_inf_scores_through():
+    cal = Calibration(scale=2.0, offset=1.0, p_target=0.5, fitted_on="dev", n_bonafide=1, n_spoof=1)
+    np.testing.assert_array_equal(cal.apply(np.array([0.0, np.nan, np.inf])), [1.0, np.nan, np.inf])
+
+
+@pytest.mark.parametrize("changes, message", [
+    ('"offset": 1e308', "calibration offset 1e+308 maps 1175 different scores to only 1 different LLRs"),
+    ('"scale": 1e308', "calibration scale 1e+308 takes these scores (from -60 to 60) beyond the float range"),
+    ('"scale": ' + "9" * 5000, "not a usable calibration file (Exceeds the limit (4300 digits)"),
+])
+def test_evaluate_refuses_such_a_calibration_in_one_line(repo_root, reference_dir, tmp_path, changes, message):
+    path = tmp_path / "calib.json"
+    key = changes.split(":")[0]
+    path.write_text("{" + ", ".join([changes] + [f'"{k}": {json.dumps(v)}' for k, v in GOOD.items()
+                                                 if f'"{k}"' != key]) + "}")
+    track1 = reference_dir / "corpora" / "asvspoof5_track1"
+    result = subprocess.run([sys.executable, "scripts/evaluate.py", "--corpus", "asvspoof5", "--scores",
+                             str(track1 / "cm_score.tsv"), "--keys", str(track1 / "ASVspoof5.eval.track_1.tsv"),
+                             "--calibration", str(path), "--json", str(tmp_path / "m.json")],
+                            cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and not (tmp_path / "m.json").exists()
+    assert result.stderr.startswith(f"error: {path}") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr

@@ -16,10 +16,9 @@ one. Two ways to get one:
 Pure numpy/scipy from arrays; ``save_calibration`` / ``load_calibration`` are the JSON layer, and
 ``scripts/calibrate.py`` the command line.
 """
-import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 from scipy.optimize import minimize
@@ -27,7 +26,7 @@ from scipy.special import expit
 
 from utils.config import CLASS_WEIGHTS, dataclass_from_dict
 from utils.errors import InputError
-from utils.io import atomic_write_json, printable_path
+from utils.io import atomic_write_json, printable_path, read_json
 from utils.metrics import DCF_C_FA, DCF_C_MISS, DCF_P_SPOOF, check_scores
 
 # ASVspoof 2019 LA train protocol (ASVspoof2019.LA.cm.train.trn.txt): bona fide and spoof trials.
@@ -107,6 +106,7 @@ class Calibration:
         p_target: the effective prior of bona fide the fit weighted its errors by.
         fitted_on: what it was fitted on (the score file), for the record.
         n_bonafide, n_spoof: trials of each class in that fit.
+        source: the file it was read from (``load_calibration``), for messages; not written to the file.
     """
 
     scale: float
@@ -115,10 +115,36 @@ class Calibration:
     fitted_on: str
     n_bonafide: int
     n_spoof: int
+    source: str = field(default="", compare=False)
 
     def apply(self, scores) -> np.ndarray:
-        """LLRs of ``scores`` (any shape), float64, same shape."""
-        return self.scale * np.asarray(scores, dtype=np.float64) + self.offset
+        """LLRs of ``scores`` (any shape), float64, same shape.
+
+        Raises:
+            InputError: naming the calibration file and key, where the map does not do in float64 what an
+                increasing affine map does on these scores: an LLR beyond the float range (inf), or two
+                different scores given one LLR (an offset so large that the scores vanish beside it), which
+                would move the EER and minDCF that a calibration leaves as they are. NaN and inf scores pass
+                through (the metrics count them).
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        values = np.unique(scores[np.isfinite(scores)])  # sorted
+        with np.errstate(over="ignore"):
+            llr = self.scale * scores + self.offset
+            scaled = self.scale * values
+            mapped = scaled + self.offset
+        where = f"{self.source}: " if self.source else ""
+        for key, result in (("scale", scaled), ("offset", mapped)):
+            if not np.all(np.isfinite(result)):
+                raise InputError(f"{where}calibration {key} {getattr(self, key):g} takes these scores (from "
+                                 f"{values[0]:g} to {values[-1]:g}) beyond the float range: LLRs would be inf")
+        for key, result in (("scale", scaled), ("offset", mapped)):
+            if np.any(np.diff(result) <= 0):
+                raise InputError(
+                    f"{where}calibration {key} {getattr(self, key):g} maps {values.size} different scores to only "
+                    f"{np.unique(result).size} different LLRs in float64: an increasing affine map keeps the "
+                    "scores apart (and the EER as it is); this one cannot")
+        return llr
 
 
 def _check_p_target(p_target: float) -> None:
@@ -200,30 +226,27 @@ def fit_calibration(bonafide_scores, spoof_scores, p_target: float = ASV5_P_TARG
 # ---------------------------------------------------------------------------------------------------------
 
 def save_calibration(path: str | os.PathLike, cal: Calibration) -> None:
-    """Write ``cal`` as a small JSON object (its six fields; floats keep every digit), atomically."""
+    """Write ``cal`` as a small JSON object (its six fields, not ``source``; floats keep every digit),
+    atomically."""
     for name in ("scale", "offset", "p_target"):
         if not math.isfinite(getattr(cal, name)):
             raise InputError(f"calibration {name} is {getattr(cal, name)}; not writing {printable_path(path)}")
-    atomic_write_json(path, asdict(cal))
+    atomic_write_json(path, {k: v for k, v in asdict(cal).items() if k != "source"})
 
 
 def load_calibration(path: str | os.PathLike) -> Calibration:
     """Read a file that ``save_calibration`` wrote.
 
     Raises:
-        InputError: naming the file, and the key where one is at fault: unreadable or not JSON, a key missing
-            or unknown, a value of the wrong type, not finite, or out of range.
+        InputError: naming the file, and the key where one is at fault: unreadable or not JSON (``read_json``:
+            syntax, huge integers, deep nesting), not an object, a key missing or unknown, a value of the
+            wrong type, not finite, or out of range.
     """
     where = printable_path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"calibration file not found: {where}") from None
-    except OSError as e:
-        raise InputError(f"cannot read calibration file {where}: {e.strerror or e}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{where}: not a JSON calibration file ({e})") from None
+    data = read_json(path, "calibration file", expect=dict)
+    if "source" in data:  # a field of the loaded object, never of the file
+        keys = ", ".join(f.name for f in fields(Calibration) if f.name != "source")
+        raise InputError(f"{where}: unknown key(s) source; valid keys in calibration: {keys}")
     try:
         cal = dataclass_from_dict(Calibration, data, root="calibration")
         if cal.scale <= 0:
@@ -234,4 +257,4 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
                 raise InputError(f"{name} must be positive, got {getattr(cal, name)}")
     except InputError as e:
         raise InputError(f"{where}: {e}") from None
-    return cal
+    return replace(cal, source=where)

@@ -29,7 +29,6 @@ from .errors import InputError
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("cosine", "multistep", "sgdr", "keras_decay", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
-CODECS = ("mp3", "vorbis", "opus")  # the lossy codecs of data_utils/augment.py
 CLASS_WEIGHTS = (0.1, 0.9)  # spoof, bona fide: the published weighted cross-entropy
 DEFAULT_NB_SAMP = 64600  # samples (~4 s at 16 kHz) the model takes: the published model_config's nb_samp
 
@@ -186,6 +185,18 @@ def _check_rawboost(ok: bool, key: str, rule: str, value) -> None:
 
 
 @dataclass(frozen=True)
+class Codec:
+    """A lossy codec of the codec augmentation (data_utils/augment.py), as libsndfile names it."""
+    name: str                              # the name a config gives
+    format: str                            # libsndfile's container format
+    subtype: str                           # and its encoding
+
+
+CODECS = {c.name: c for c in (Codec("mp3", "MP3", "MPEG_LAYER_III"), Codec("vorbis", "OGG", "VORBIS"),
+                              Codec("opus", "OGG", "OPUS"))}
+
+
+@dataclass(frozen=True)
 class AugmentationConfig:
     """Training-data augmentation (data_utils/augment.py): RawBoost, then with probability `codec_prob`
     a lossy codec, applied to the whole training utterance before the crop; never to dev or eval.
@@ -200,6 +211,11 @@ class AugmentationConfig:
     codec_compression: list[float] = field(default_factory=lambda: [0.1, 0.9])
 
     def __post_init__(self):
+        hints = typing.get_type_hints(AugmentationConfig)
+        for f in dataclasses.fields(self):  # from_dict has checked these; AugmentationConfig(...) in Python has not
+            if f.name != "rawboost":
+                _coerce(getattr(self, f.name), hints[f.name], f"augmentation.{f.name}")
+        _check(isinstance(self.rawboost, RawBoostParams), "augmentation.rawboost", "RawBoostParams", self.rawboost)
         if self.rawboost_algo not in RAWBOOST_ALGORITHMS:
             raise InputError("augmentation.rawboost_algo must be one of "
                              + ", ".join(f"{k} ({v})" for k, v in RAWBOOST_ALGORITHMS.items())

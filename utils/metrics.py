@@ -34,6 +34,21 @@ def check_scores(scores, name: str) -> np.ndarray:
     return scores
 
 
+def check_soft_scores(*score_sets, name: str = "CM") -> None:
+    """Raise ``InputError`` if the pooled scores take fewer than 3 distinct values.
+
+    The published evaluations (ASVspoof 2019 ``compute_tDCF``, the 2021 and ASVspoof 5 packages) refuse such
+    scores as hard decisions ("provide soft CM scores").
+
+    Args:
+        score_sets: one or more (N_i,) score arrays, pooled.
+        name: the system, for the message.
+    """
+    n_distinct = np.unique(np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in score_sets])).size
+    if n_distinct < 3:
+        raise InputError(f"{name} scores take only {n_distinct} distinct value(s); soft scores are needed")
+
+
 def compute_det_curve(bonafide, spoof) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Miss and false-alarm rates at every threshold of the pooled, sorted scores.
 
@@ -100,9 +115,14 @@ def compute_min_tdcf(bonafide_cm, spoof_cm, asv_target, asv_nontarget, asv_spoof
 
     Returns:
         min t-DCF, unitless (0 is perfect; 1 is no better than a CM that accepts or rejects everything).
+
+    Raises:
+        InputError: an empty class, NaN/inf scores, CM scores with fewer than 3 distinct values (hard
+            decisions, which the published ``compute_tDCF`` refuses), or ASV scores that leave C1 or C2 <= 0.
     """
     bonafide_cm = check_scores(bonafide_cm, "CM bona fide")
     spoof_cm = check_scores(spoof_cm, "CM spoof")
+    check_soft_scores(bonafide_cm, spoof_cm)
     # Scores equal to the threshold count as accepted here, though the sweep rejected them: the published rule.
     pfa_asv, pmiss_asv, pmiss_spoof_asv, _ = asv_error_rates(asv_target, asv_nontarget, asv_spoof)
 
@@ -169,20 +189,6 @@ ADCF_C_FA_CM = 10.0
 ASV5_PFA_NON = 0.01881016557566423
 ASV5_PMISS = 0.01880141010575793
 ASV5_PFA_SPOOF = 0.4607082907604729
-
-
-def check_soft_scores(*score_sets, name: str = "CM") -> None:
-    """Raise ``InputError`` if the pooled scores take fewer than 3 distinct values.
-
-    The official packages refuse such scores as hard decisions ("provide soft CM scores").
-
-    Args:
-        score_sets: one or more (N_i,) score arrays, pooled.
-        name: the system, for the message.
-    """
-    n_distinct = np.unique(np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in score_sets])).size
-    if n_distinct < 3:
-        raise InputError(f"{name} scores take only {n_distinct} distinct value(s); soft scores are needed")
 
 
 def asv_error_rates(asv_target, asv_nontarget, asv_spoof) -> tuple[float, float, float, float]:
@@ -361,45 +367,95 @@ def compute_asv_curves(asv_target, asv_nontarget, asv_spoof) -> tuple[np.ndarray
             1 - spoof_rejected / spoof.size)
 
 
-def compute_t_eer(cm_target, cm_nontarget, cm_spoof, asv_target, asv_nontarget, asv_spoof) -> float:
+T_EER_SEARCHES = ("accelerated", "exact")
+
+# The accelerated t-EER search of the ASVspoof 5 package (``compute_teer_accelerated``): a coarse search on
+# curves decimated to about this many points, then an exact one within this many points of its crossing.
+T_EER_COARSE_POINTS = 3000
+T_EER_FINE_HALF_WIDTH = 1600
+
+
+def compute_t_eer(cm_target, cm_nontarget, cm_spoof, asv_target, asv_nontarget, asv_spoof,
+                  search: str = "accelerated") -> float:
     """Concurrent tandem EER of a CM and an ASV system, in percent (ASVspoof 5 track 2, ``compute_teer``).
 
     For every ASV threshold j (allowed only where Pmiss_asv < (Pfa_non + Pfa_spoof) / 2), the CM threshold
     i*(j) that equalises the tandem miss and false-alarm rates (spoof prevalence 1/2); the t-EER is
     ``Pfa_spoof_asv[j] * Pfa_cm[i*]`` at the j where ``|Pfa_non/Pfa_spoof - Pfa_cm/(1 - Pmiss_cm)|`` is
-    smallest (the first such j). Exact search over all (i, j): the package switches to an approximate
-    coarse-to-fine search (``compute_teer_accelerated``) when both curves have 3000 points or more, which
-    this does not reproduce; cost is O(N_cm * N_asv).
+    smallest (the first such j).
+
+    ``search``: "accelerated" (the default) is the search the official package runs for every track 2 figure,
+    ``compute_teer_accelerated``: where both curves have at least 3000 points, the exact search on the
+    curves taken every ``len // 3000`` points, then the exact search on the points within 1600 of the
+    crossing it found, each curve cut there; below 3000 points it is the exact search. Time about linear
+    in the trials. "exact" searches every (CM, ASV) pair, O(N_cm * N_asv); the two can differ where the
+    coarse grid misses the best crossing.
 
     Args:
         cm_target, cm_nontarget, cm_spoof: CM scores of the target, non-target and spoof trials.
         asv_target, asv_nontarget, asv_spoof: ASV scores of the same trials.
+        search: "accelerated" or "exact".
 
     Returns:
         t-EER in percent.
 
     Raises:
-        InputError: an empty class, or no allowed ASV threshold with a finite crossing criterion.
+        InputError: an empty class, or no allowed ASV threshold with a finite crossing criterion (on the
+            coarse grid, for the accelerated search: the official package stops there too).
     """
-    pmiss_asv, pfa_non_asv, pfa_spoof_asv = compute_asv_curves(asv_target, asv_nontarget, asv_spoof)
+    if search not in T_EER_SEARCHES:
+        raise ValueError(f"search must be one of {', '.join(T_EER_SEARCHES)}, got {search!r}")
+    asv = compute_asv_curves(asv_target, asv_nontarget, asv_spoof)  # pmiss, pfa_non, pfa_spoof
     cm_bonafide = np.concatenate([check_scores(cm_target, "CM target"), check_scores(cm_nontarget, "CM non-target")])
-    pmiss_cm, pfa_cm, _ = compute_det_curve(cm_bonafide, cm_spoof)
-
-    rho = 0.5  # spoof prevalence; any value gives the same concurrent t-EER
-    best_crit, t_eer = np.inf, None
-    chunk = max(1, 2_000_000 // pmiss_cm.size)  # ASV thresholds per block of the (ASV x CM) grid
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for start in range(0, pmiss_asv.size, chunk):
-            j = slice(start, start + chunk)
-            pmiss_tdm = pmiss_cm + (1 - pmiss_cm) * pmiss_asv[j, None]  # (J, N_cm)
-            pfa_tdm = (1 - rho) * (1 - pmiss_cm) * pfa_non_asv[j, None] + rho * pfa_cm * pfa_spoof_asv[j, None]
-            i_cm = np.argmin(np.abs(pmiss_tdm - pfa_tdm), axis=1)  # (J,) first CM index of each ASV threshold
-            for jj, i in zip(range(start, start + i_cm.size), i_cm.tolist()):
-                if not pmiss_asv[jj] < (1 - rho) * pfa_non_asv[jj] + rho * pfa_spoof_asv[jj]:
-                    continue
-                crit = abs(pfa_non_asv[jj] / pfa_spoof_asv[jj] - pfa_cm[i] / (1 - pmiss_cm[i]))
-                if crit < best_crit:
-                    best_crit, t_eer = crit, pfa_spoof_asv[jj] * pfa_cm[i]
-    if t_eer is None:
+    cm = compute_det_curve(cm_bonafide, cm_spoof)[:2]  # pmiss, pfa
+    found = _t_eer_accelerated(cm, asv) if search == "accelerated" else _t_eer_search(cm, asv)
+    if found is None:
         raise InputError("t-EER: no ASV threshold where the tandem curves cross")
-    return float(t_eer * 100)
+    return float(found[0] * 100)
+
+
+def _t_eer_accelerated(cm: tuple, asv: tuple) -> tuple[float, int, int] | None:
+    """The official package's coarse-to-fine search (``compute_teer_accelerated``), as written there."""
+    step_cm, step_asv = len(cm[0]) // T_EER_COARSE_POINTS, len(asv[0]) // T_EER_COARSE_POINTS
+    if step_cm == 0 or step_asv == 0:
+        return _t_eer_search(cm, asv)
+    coarse = _t_eer_search(tuple(c[::step_cm] for c in cm), tuple(c[::step_asv] for c in asv))
+    if coarse is None:
+        return None
+    _, j, i = coarse
+    asv_window = slice(max(j * step_asv - T_EER_FINE_HALF_WIDTH, 0), j * step_asv + T_EER_FINE_HALF_WIDTH)
+    cm_window = slice(max(i * step_cm - T_EER_FINE_HALF_WIDTH, 0), i * step_cm + T_EER_FINE_HALF_WIDTH)
+    fine = _t_eer_search(tuple(c[cm_window] for c in cm), tuple(c[asv_window] for c in asv))
+    return None if fine is None else (fine[0], asv_window.start + fine[1], cm_window.start + fine[2])
+
+
+def _t_eer_search(cm: tuple, asv: tuple) -> tuple[float, int, int] | None:
+    """The exact concurrent t-EER search over the given curve points (``compute_teer`` of the package).
+
+    Args:
+        cm: (pmiss_cm, pfa_cm), (N_cm,) each; asv: (pmiss_asv, pfa_non_asv, pfa_spoof_asv), (N_asv,) each.
+
+    Returns:
+        (t-EER as a fraction, ASV index j, CM index i) of the crossing, or None where no allowed ASV threshold
+        has a finite criterion.
+    """
+    pmiss_cm, pfa_cm = cm
+    pmiss_asv, pfa_non_asv, pfa_spoof_asv = asv
+    rho = 0.5  # spoof prevalence; any value gives the same concurrent t-EER
+    i_cm = np.empty(pmiss_asv.size, dtype=np.int64)  # i*(j): the first CM index where the tandem rates meet
+    block = max(1, 2_000_000 // pmiss_cm.size)  # ASV thresholds per block of the (ASV x CM) grid
+    for start in range(0, pmiss_asv.size, block):
+        j = slice(start, start + block)
+        pmiss_tdm = pmiss_cm + (1 - pmiss_cm) * pmiss_asv[j, None]  # (J, N_cm)
+        pfa_tdm = (1 - rho) * (1 - pmiss_cm) * pfa_non_asv[j, None] + rho * pfa_cm * pfa_spoof_asv[j, None]
+        i_cm[j] = np.argmin(np.abs(pmiss_tdm - pfa_tdm), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crit = np.abs(pfa_non_asv / pfa_spoof_asv - pfa_cm[i_cm] / (1 - pmiss_cm[i_cm]))  # (N_asv,)
+    allowed = pmiss_asv < (1 - rho) * pfa_non_asv + rho * pfa_spoof_asv
+    # The package keeps a crossing only where crit < the best so far (from inf): NaN and inf never count.
+    crit = np.where(allowed & np.isfinite(crit), crit, np.inf)
+    j = int(np.argmin(crit))
+    if not np.isfinite(crit[j]):
+        return None
+    i = int(i_cm[j])
+    return float(pfa_spoof_asv[j] * pfa_cm[i]), j, i
