@@ -256,7 +256,7 @@ def _take_lock(run_dir: Path) -> str | None:
                     return (f"{run_dir} is in use by another run (process {host} {pid}); wait for it to end or "
                             f"choose another --output_dir (if no run is going on, remove {path})")
                 if _alive(pid):
-                    return (f"{run_dir} is in use by another run (process {host} {pid}, on this host); wait for "
+                    return (f"{run_dir} is in use by another run (process {host} {pid}); wait for "
                             f"it to end or choose another --output_dir (a run left behind by a killed sweep stops "
                             f"with `kill {pid}`)")
                 tqdm.write(f"note: {path} was left by process {pid}, which is gone; taking the run folder over")
