@@ -348,7 +348,8 @@ def test_a_run_lock_that_is_a_link_is_never_read(repo_root, corpus, tmp_path):
     (run / "run.lock").symlink_to(secret)
     result = run_train(repo_root, "--config", str(config), "--output_dir", str(run))
     assert result.returncode == 2 and "Traceback" not in result.stderr and "hunter2" not in result.stderr
-    assert f"{run} holds a run.lock that is not a run's" in result.stderr and f"remove {run / 'run.lock'}" in result.stderr
+    assert f"{run} holds a run.lock that is not a run's" in result.stderr
+    assert f"remove {run / 'run.lock'}" in result.stderr
     assert secret.read_text() == "password=hunter2\n" and (run / "run.lock").is_symlink()
 
 

@@ -119,7 +119,7 @@ def _finite(value, what: str) -> float:
 
 def evaluation_metrics(path: Path, name: str) -> dict:
     """The figures of one evaluate.py --json file, named ``<name>_<figure>``, with per-attack EERs."""
-    data = read_json(path, "evaluation JSON", expect=dict)
+    data = read_json(path, "metrics JSON", expect=dict)
     shown = printable_path(path)
     out = {f"{name}_{f}": _finite(data[f], f"{shown}: {f}") for f in FIGURES if data.get(f) is not None}
     per_attack = data.get("per_attack_eer_percent")  # 2019 LA

@@ -10,7 +10,9 @@ sweep's run is exactly a run made by hand:
    `Evaluation`, into ``<run>/evaluation/<model>_<corpus>.json`` (scores beside it); a JSON already there is
    not made again, and an interrupted corpus scoring continues where it stopped.
 
-Rerunning a sweep therefore trains nothing that is finished and resumes what is not. Launching is
+Rerunning a sweep therefore trains nothing that is finished and resumes what is not. A run folder that holds
+a run of another config (the config file was edited since: its hash in ``run_info.json`` differs) stops the
+sweep before any job starts, so that no result is reported under a config that did not produce it. Launching is
 submitit's: its local executor (one job after another, or one per GPU at a time) or SLURM (a job array;
 a job that times out or is preempted is requeued by submitit and resumes).
 """
@@ -178,7 +180,8 @@ def submitit_module():
 
 def launch_local(jobs: list[SeedJob], folder: Path, gpus: int, timeout_min: int) -> list[str]:
     """Run the jobs with submitit's local executor: one at a time, or one per GPU at a time. Waits for
-    all; returns a line per failed job. Ctrl-C cancels the running jobs."""
+    all; returns a line per failed job. Ctrl-C or SIGTERM stops the running jobs and their commands, then
+    raises KeyboardInterrupt."""
     submitit = submitit_module()
     executor = submitit.LocalExecutor(folder=folder)
     queue, running, failures = list(jobs), {}, []  # running: submitit job -> (SeedJob, GPU index)
