@@ -205,7 +205,7 @@ def launch_local(jobs: list[SeedJob], folder: Path, gpus: int, timeout_min: int)
             time.sleep(0.5)
     except KeyboardInterrupt:
         for job in running:
-            job.cancel()  # SIGINT to the job, which stops its command (SeedJob.run)
+            _stop(job)
         deadline = time.time() + 30
         while any(not job.done() for job in running) and time.time() < deadline:
             time.sleep(0.2)
@@ -217,6 +217,25 @@ def launch_local(jobs: list[SeedJob], folder: Path, gpus: int, timeout_min: int)
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _stop(job) -> None:
+    """Stop a local job and the command it runs. submitit's local job is a controller process (its job id
+    is the controller's process id) that runs the job in a child process: SIGINT to that child stops the
+    command (`SeedJob.run`) and then the job, and the controller ends on its own. (`job.cancel()` sends SIGINT
+    to the controller, which prints a traceback of its own; it is the fallback where /proc cannot say.)"""
+    try:
+        controller = int(job.job_id)
+        children = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    except (OSError, ValueError):
+        children = []
+    for child in children:
+        try:
+            os.kill(int(child), signal.SIGINT)
+        except OSError:  # already gone
+            pass
+    if not children:
+        job.cancel()
 
 
 def launch_slurm(jobs: list[SeedJob], folder: Path, timeout_min: int, wait: bool, **slurm) -> list[str]:
