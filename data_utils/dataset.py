@@ -122,8 +122,9 @@ def read_protocol(path: str | os.PathLike) -> list[ProtocolEntry]:
     return entries
 
 
-def read_mono(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read any audio file soundfile reads; channels are averaged (in float64).
+def read_mono(path: str | os.PathLike, frames: int = -1) -> tuple[np.ndarray, int]:
+    """Read any audio file soundfile reads (its first ``frames`` frames, at its own rate; -1: all of it);
+    channels are averaged (in float64).
 
     Returns:
         (num_samples,) float64 samples in [-1, 1], and the sample rate.
@@ -141,7 +142,7 @@ def read_mono(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if path.stat().st_size == 0:
         raise InputError(f"audio file {path} is empty (0 bytes)")
     try:
-        x, sample_rate = sf.read(path, always_2d=True)  # (num_samples, channels) float64
+        x, sample_rate = sf.read(path, frames=frames, always_2d=True)  # (num_samples, channels) float64
     except sf.SoundFileError as e:
         reason = getattr(e, "error_string", None) or str(e)
         raise InputError(f"cannot read audio file {path}: not audio in a format soundfile reads, "

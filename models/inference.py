@@ -11,6 +11,7 @@ the whole recording in ``nb_samp`` windows (hop ``nb_samp // 2`` by default) and
 lowest window score.
 """
 import csv
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,41 @@ def read_any_audio(path: str | os.PathLike) -> np.ndarray:
     return to_16k(x, sample_rate)
 
 
+@dataclass(frozen=True)
+class Audio:
+    """The first samples of a recording, with the whole recording's length (``read_audio_head``)."""
+    samples: np.ndarray  # (T,) float32 at 16 kHz
+    duration: float      # seconds, of the whole recording
+
+
+def read_audio_head(path: str | os.PathLike, num_samples: int) -> Audio:
+    """The first ``num_samples`` samples of any audio file at 16 kHz (all of it when shorter), reading only
+    the frames they need: memory does not grow with the file's length.
+
+    The samples equal ``read_any_audio(path)[:num_samples]``: at another rate, the frames read reach one
+    second past the last sample kept, beyond the resampling filter's reach (``data_utils.dataset.to_16k``),
+    so the filter sees the same input as on the whole file.
+
+    Raises:
+        InputError: as ``read_any_audio``.
+    """
+    try:
+        # Not a regular file (a device, a pipe) or empty: read_any_audio says so without opening it.
+        info = sf.info(str(path)) if Path(path).is_file() and Path(path).stat().st_size > 0 else None
+    except Exception:  # soundfile's errors: the whole read says what is wrong with the file
+        info = None
+    if info is None:
+        x = read_any_audio(path)
+        return Audio(x[:num_samples], x.shape[0] / SAMPLE_RATE)
+    rate = info.samplerate
+    frames = num_samples
+    if rate != SAMPLE_RATE:  # one second more than the samples kept: far beyond the filter's reach (~4 ms)
+        frames = math.ceil(num_samples * rate / SAMPLE_RATE) + rate
+    x, sample_rate = read_mono(path, frames=frames if 0 < frames < info.frames else -1)
+    duration = math.ceil(info.frames * SAMPLE_RATE / rate) / SAMPLE_RATE if rate > 0 else 0.0
+    return Audio(to_16k(x, sample_rate)[:num_samples], duration)
+
+
 def _as_waveform(audio: np.ndarray | torch.Tensor, sample_rate: int | None) -> np.ndarray:
     """A notebook's array as a 16 kHz float32 waveform; ``sample_rate`` None means 16 kHz."""
     if isinstance(audio, torch.Tensor):
@@ -132,8 +168,10 @@ def _window(x: np.ndarray, start: int, nb_samp: int) -> np.ndarray:
 class _Pending:
     """One recording whose windows are waiting for logits (or the error that stopped it)."""
 
-    def __init__(self, key, x: np.ndarray | None, starts: np.ndarray, error: InputError | None = None):
+    def __init__(self, key, x: np.ndarray | None, starts: np.ndarray, error: InputError | None = None,
+                 duration: float | None = None):
         self.key, self.x, self.starts, self.error = key, x, starts, error
+        self.duration = x.shape[0] / SAMPLE_RATE if duration is None and x is not None else duration
         self.logits = np.zeros((len(starts), 2), dtype=np.float32)
         self.num_done = 0
 
@@ -157,7 +195,7 @@ class _Pending:
             stats = dict(num_windows=len(scores), window_mean=float(scores.mean()), window_min=float(scores[k]),
                          window_min_start=float(self.starts[k]) / SAMPLE_RATE)
         return ScoreResult(score=float(scores[0]), bonafide_prob=float(first[1]),
-                           duration=self.x.shape[0] / SAMPLE_RATE, **stats)
+                           duration=self.duration, **stats)
 
 
 def _run_batch(model: torch.nn.Module, batch: list[tuple[_Pending, int]], nb_samp: int, precision: str,
@@ -178,7 +216,8 @@ def score_stream(model: torch.nn.Module, recordings: Iterable[tuple[object, np.n
 
     Args:
         model: AASIST; it is put in eval mode.
-        recordings: (key, waveform) pairs, waveform (T,) float32 at 16 kHz, or (key, InputError) for a
+        recordings: (key, waveform) pairs, waveform (T,) float32 at 16 kHz or an ``Audio`` (the first
+            samples of a longer recording, for scoring without ``segments``), or (key, InputError) for a
             recording that could not be read: it is passed through as its result. Read lazily.
         segments: score every window (see ``window_starts``), not only the first.
         nb_samp: window length in samples (default: the model's, its config's ``model_config.nb_samp``).
@@ -202,8 +241,10 @@ def score_stream(model: torch.nn.Module, recordings: Iterable[tuple[object, np.n
         if isinstance(x, InputError):
             queue.append(_Pending(key, None, np.zeros(0, dtype=np.int64), error=x))
         else:
+            duration = x.duration if isinstance(x, Audio) else None
+            x = x.samples if isinstance(x, Audio) else x
             starts = window_starts(x.shape[0], nb_samp, hop) if segments else np.zeros(1, dtype=np.int64)
-            queue.append(_Pending(key, x, starts))
+            queue.append(_Pending(key, x, starts, duration=duration))
             for i in range(len(starts)):
                 batch.append((queue[-1], i))
                 if len(batch) == batch_size:
@@ -241,7 +282,8 @@ def score(model: torch.nn.Module, audio_or_path: str | os.PathLike | np.ndarray 
     if isinstance(audio_or_path, (str, os.PathLike)):
         if sample_rate is not None:
             raise InputError("sample_rate is for waveform arrays; a file's own sample rate is used")
-        x = read_any_audio(audio_or_path)
+        # Without segments only the first window is scored: read only what it needs.
+        x = read_any_audio(audio_or_path) if segments else read_audio_head(audio_or_path, nb_samp or model.nb_samp)
     else:
         x = _as_waveform(audio_or_path, sample_rate)
     [(_, result)] = score_stream(model, [(None, x)], segments, nb_samp, hop, batch_size, precision)
@@ -250,18 +292,26 @@ def score(model: torch.nn.Module, audio_or_path: str | os.PathLike | np.ndarray 
     return result
 
 
-def read_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, np.ndarray | InputError]]:
+def read_files(paths: Iterable[str | os.PathLike], num_samples: int | None = None
+               ) -> Iterator[tuple[Path, np.ndarray | Audio | InputError]]:
     """(path, 16 kHz waveform or the InputError that says why it is unreadable), lazily, for ``score_stream``.
+    With ``num_samples``, only each file's first ``num_samples`` samples, as an ``Audio`` (``read_audio_head``):
+    enough to score without ``segments``, in memory that does not grow with the file's length.
 
-    A file whose name is not UTF-8 is unreadable too: soundfile opens files by their UTF-8 name.
+    A file whose name is not UTF-8 is unreadable too: soundfile opens files by their UTF-8 name. So is a
+    link to a file that does not exist.
     """
     for path in map(Path, paths):
         if printable_path(path) != os.fspath(path):
             yield path, InputError(f"cannot read audio file {printable_path(path)}: its name is not UTF-8, "
                                    "which soundfile cannot open; rename the file")
             continue
+        if path.is_symlink() and not path.exists():
+            yield path, InputError(f"cannot read audio file {printable_path(path)}: a link to "
+                                   f"{printable_path(os.readlink(path))}, which does not exist")
+            continue
         try:
-            yield path, read_any_audio(path)
+            yield path, read_any_audio(path) if num_samples is None else read_audio_head(path, num_samples)
         except InputError as e:
             yield path, e
 
@@ -287,7 +337,8 @@ def find_audio(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], int]:
     found, skipped = [], 0
     for path in paths:
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
+            # A link to a file that is gone is kept: read_files reports it, as any file it cannot read.
+            files = sorted(p for p in path.rglob("*") if p.is_file() or (p.is_symlink() and not p.exists()))
             audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
             skipped += len(files) - len(audio)
             found += audio

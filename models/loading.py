@@ -42,8 +42,7 @@ def load_state_dict(weights_path: str | Path) -> dict[str, torch.Tensor]:
     obj = safe_torch_load(path)
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise InputError(f"{path} holds no state dict (expected a mapping of parameter names to tensors)")
+    check_state_dict(obj, str(path))
     # Weights saved from a DataParallel / DistributedDataParallel wrapper carry a "module." prefix.
     state_dict = {k.removeprefix("module."): v for k, v in obj.items()}
     check_finite(state_dict, str(path))
@@ -57,6 +56,7 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], source: str = "weights"
     Raises:
         InputError: naming ``source``, the number of such tensors and the first few.
     """
+    check_state_dict(state_dict, source)
     bad = [k for k, v in state_dict.items()
            if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())]
     if bad:
@@ -113,3 +113,21 @@ def load_scoring_model(config: Config, weights_path: str | Path, device: torch.d
     compilation. Returns the model and its `Speed` (the forward pass's autocast)."""
     speed = resolve_speed(config, device, "score", precision=precision, compile=compile)
     return maybe_compile(prepare_model(load_model(config, weights_path, device), device, speed), speed), speed
+
+
+def check_state_dict(obj, source: str = "weights") -> None:
+    """Refuse anything but a mapping of text names to dense tensors, naming ``source`` and the first entry at
+    fault: a file can hold an integer key, a list where a tensor belongs, or a sparse tensor, which a model's
+    ``load_state_dict`` would fail on without saying which file."""
+    if not isinstance(obj, Mapping):
+        raise InputError(f"{source} holds no state dict (expected a mapping of parameter names to tensors, "
+                         f"got {type(obj).__name__})")
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise InputError(f"{source}: a state dict's keys are parameter names, got the key {str(key)[:40]!r} "
+                             f"({type(key).__name__})")
+        if not isinstance(value, torch.Tensor):
+            raise InputError(f"{source}: {key[:100]} is a {type(value).__name__}, not a tensor")
+        if value.layout != torch.strided:
+            raise InputError(f"{source}: {key[:100]} is a {value.layout} tensor; weights are dense (strided) "
+                             "tensors")

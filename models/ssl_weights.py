@@ -19,7 +19,7 @@ With each it returns the sizes the file states (its config), in `SSLConfig`'s na
 model's before loading.
 """
 import ast
-import json
+import pickle
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import torch
 
 from utils.errors import InputError
-from utils.io import safe_torch_load
+from utils.io import read_json, safe_torch_load
 
 # (fairseq name, transformers Wav2Vec2ForPreTraining name), in fairseq's state-dict order; {n} is a layer
 # number. A name matches the first pair whose left (or right) side starts it; the rest of the name is kept.
@@ -118,16 +118,17 @@ def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     """wav2vec 2.0 weights in fairseq's names and the sizes the file states (`SSLConfig` names; only those
     it states), from a Hugging Face folder or a fairseq checkpoint file."""
     path = Path(path)
-    if path.is_dir():
-        return read_hf_folder(path)
-    if path.is_file():
-        return read_fairseq_checkpoint(path)
-    cached = hub_cache_folder(str(path))
-    if cached is not None:
-        return read_hf_folder(cached)
-    raise InputError(f"wav2vec 2.0 weights not found: {path} (a Hugging Face folder such as "
-                     "facebook/wav2vec2-xls-r-300m downloaded with `hf download`, that model id once it is in "
-                     "the Hugging Face cache, or fairseq's xlsr2_300m.pt)")
+    if not path.exists():
+        cached = hub_cache_folder(str(path))
+        if cached is None:
+            raise InputError(f"wav2vec 2.0 weights not found: {path} (a Hugging Face folder such as "
+                             "facebook/wav2vec2-xls-r-300m downloaded with `hf download`, that model id once it "
+                             "is in the Hugging Face cache, or fairseq's xlsr2_300m.pt)")
+        path = cached
+    found = read_hf_folder(path) if path.is_dir() else read_fairseq_checkpoint(path)
+    from .loading import check_finite  # here: models.loading imports this module's users
+    check_finite(found[0], f"wav2vec 2.0 weights {path}")  # NaN weights would only show as a NaN loss
+    return found
 
 
 def hub_cache_folder(model_id: str) -> Path | None:
@@ -147,19 +148,19 @@ def read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 
     Heads other than the pretraining ones (a CTC `lm_head`, a classifier) are left out.
     """
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{folder} has no config.json: not a Hugging Face model folder") from None
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read {folder / 'config.json'}: {e}") from None
+    if not (folder / "config.json").exists():
+        raise InputError(f"{folder} has no config.json: not a Hugging Face model folder")
+    config = read_json(folder / "config.json", "Hugging Face model config", expect=dict)
+    sizes = _sizes_from_hf_config(config, folder / "config.json")
+    weights = _read_hf_weights(folder)
+    _check_state_dict(weights, str(folder))
     state_dict = {}
-    for key, tensor in _read_hf_weights(folder).items():
+    for key, tensor in weights.items():
         key = key.removeprefix("wav2vec2.")
         key = "wav2vec2." + _HF_ALIASES.get(key, key) if key.startswith(_HF_BASE) else key
         if _rename(key, to_hf=False) is not None:
             state_dict[key] = tensor
-    return hf_to_fairseq(state_dict, str(folder)), _sizes_from_hf_config(config, folder / "config.json")
+    return hf_to_fairseq(state_dict, str(folder)), sizes
 
 
 def _read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -187,11 +188,33 @@ def _sizes_from_hf_config(config: Mapping[str, Any], source: Path) -> dict[str, 
              "conv_pos": "num_conv_pos_embeddings", "conv_pos_groups": "num_conv_pos_embedding_groups",
              "final_dim": "proj_codevector_dim", "latent_vars": "num_codevectors_per_group",
              "latent_groups": "num_codevector_groups"}
-    sizes = {ours: config[theirs] for ours, theirs in names.items() if theirs in config}
-    if all(k in config for k in ("conv_dim", "conv_kernel", "conv_stride")):
-        sizes["conv_feature_layers"] = [list(c) for c in zip(config["conv_dim"], config["conv_kernel"],
-                                                             config["conv_stride"])]
+    sizes = {ours: _size(config[theirs], theirs, source) for ours, theirs in names.items() if theirs in config}
+    conv = ("conv_dim", "conv_kernel", "conv_stride")
+    if all(k in config for k in conv):
+        for key in conv:
+            value = config[key]
+            if not isinstance(value, list) or not 0 < len(value) <= MAX_CONV_LAYERS:
+                raise InputError(f"{source}: {key} must be a list of 1 to {MAX_CONV_LAYERS} sizes, one per "
+                                 f"convolution, got {_short(value)}")
+            for size in value:
+                _size(size, key, source)
+        if len({len(config[k]) for k in conv}) > 1:
+            raise InputError(f"{source}: conv_dim, conv_kernel and conv_stride must have one entry per "
+                             f"convolution each, got {', '.join(str(len(config[k])) for k in conv)} entries")
+        sizes["conv_feature_layers"] = [list(c) for c in zip(*(config[k] for k in conv))]
     return sizes
+
+
+def _size(value: Any, key: str, source: Path) -> int:
+    """A size a config states: a positive integer (not a boolean), else an InputError naming the key."""
+    if type(value) is not int or not 0 < value < 2 ** 31:
+        raise InputError(f"{source}: {key} must be a positive integer, got {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + " ..."
 
 
 def read_fairseq_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -200,6 +223,7 @@ def read_fairseq_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[s
     checkpoint = _load_with_stand_ins(path)
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("model"), Mapping):
         raise InputError(f"{path} is not a fairseq checkpoint (no 'model' state dict)")
+    _check_state_dict(checkpoint["model"], f"{path} ('model')")
     # A fine-tuned fairseq model (Wav2VecCtc) keeps the wav2vec 2.0 under w2v_encoder.w2v_model.
     state_dict = {k.removeprefix("w2v_encoder.w2v_model."): v for k, v in checkpoint["model"].items()}
     state_dict = {k: v for k, v in state_dict.items() if is_fairseq_name(k)}
@@ -223,7 +247,7 @@ def _sizes_from_fairseq_cfg(cfg: Mapping[str, Any], source: Path) -> dict[str, A
                          "\"layer_norm\" and layer_norm_first true)")
     keys = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads", "conv_pos",
             "conv_pos_groups", "final_dim", "latent_vars", "latent_groups")
-    sizes = {k: cfg[k] for k in keys if isinstance(cfg.get(k), int)}
+    sizes = {k: _size(cfg[k], k, source) for k in keys if isinstance(cfg.get(k), int)}
     if isinstance(cfg.get("conv_feature_layers"), str):
         sizes["conv_feature_layers"] = parse_conv_layers(cfg["conv_feature_layers"], source)
     return sizes
@@ -234,27 +258,57 @@ def _plain(value: Any) -> Any:
     return value.args[0] if isinstance(value, _StandIn) and len(value.args) == 1 else value
 
 
+MAX_CONV_LAYERS = 64  # wav2vec 2.0 and XLS-R have 7; a file may state no more than this
+_MAX_CONV_TEXT = 2000  # characters of a conv_feature_layers string
+
+
 def parse_conv_layers(text: str, source: Any = "cfg") -> list[list[int]]:
     """fairseq's `conv_feature_layers` string, e.g. "[(512, 10, 5)] + [(512, 3, 2)] * 4", as a list of
-    [dim, kernel, stride], read without `eval`: only lists and tuples of ints, `+` and `* int`."""
+    [dim, kernel, stride], read without `eval`: only lists and tuples of ints, `+` and `* int`. What a file can
+    make it build is bounded: at most `MAX_CONV_LAYERS` layers of positive 32-bit sizes, checked before a
+    list is repeated, so "[(16, 10, 5)] * 300000000" is refused at once."""
     def value(node):
         if isinstance(node, (ast.List, ast.Tuple)):
-            return [value(e) for e in node.elts]
+            return bounded([value(e) for e in node.elts])
         if isinstance(node, ast.Constant) and type(node.value) is int:
+            if not 0 < node.value < 2 ** 31:
+                digits = str(node.value)
+                shown = digits if len(digits) <= 20 else f"of {len(digits)} digits"
+                raise ValueError(f"a size {shown} (sizes are positive 32-bit integers)")
             return node.value
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-            return value(node.left) + value(node.right)
+            left, right = value(node.left), value(node.right)
+            if not (isinstance(left, list) and isinstance(right, list)):
+                raise ValueError("+ joins lists")
+            return bounded(left + right)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
-            return value(node.left) * value(node.right)
-        raise ValueError(ast.dump(node))
+            left, right = value(node.left), value(node.right)
+            items, times = (left, right) if isinstance(left, list) else (right, left)
+            if not (isinstance(items, list) and isinstance(times, int)):
+                raise ValueError("* repeats a list a number of times")
+            return bounded(items * (times if len(items) * times <= MAX_CONV_LAYERS else MAX_CONV_LAYERS + 1))
+        raise ValueError("only lists and tuples of integers, + and * are allowed")
 
+    def bounded(items: list) -> list:
+        if len(items) > MAX_CONV_LAYERS:
+            raise ValueError(f"more than {MAX_CONV_LAYERS} layers")
+        return items
+
+    shown = repr(text[:60]) + (f" ... ({len(text)} characters)" if len(text) > 60 else "")
+    if len(text) > _MAX_CONV_TEXT:
+        raise InputError(f"{source}: conv_feature_layers {shown} is too long (over {_MAX_CONV_TEXT} characters)")
     try:
         layers = value(ast.parse(text, mode="eval").body)
-        if all(isinstance(c, list) and len(c) == 3 and all(type(v) is int for v in c) for c in layers):
+    except (SyntaxError, RecursionError, MemoryError):
+        layers, problem = None, "not a Python list expression"
+    except ValueError as e:
+        layers, problem = None, str(e)
+    if layers is not None:
+        if isinstance(layers, list) and layers and all(isinstance(c, list) and len(c) == 3
+                                                       and all(type(v) is int for v in c) for c in layers):
             return layers
-    except (SyntaxError, ValueError, TypeError, RecursionError):
-        pass
-    raise InputError(f"{source}: cannot read conv_feature_layers {text!r}")
+        problem = "expected a list of (dim, kernel, stride)"
+    raise InputError(f"{source}: cannot read conv_feature_layers {shown}: {problem}")
 
 
 def check_sizes(found: Mapping[str, Any], expected: Any, source: str) -> None:
@@ -289,6 +343,8 @@ def _load_with_stand_ins(path: Path) -> Any:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except ValueError:  # the pre-1.6 format: no static listing, weights_only alone decides
         names = []
+    except pickle.UnpicklingError:  # an opcode the static listing does not know: weights_only alone decides
+        names = []
     except (OSError, RuntimeError) as e:
         raise InputError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
     unsafe = [n for n in names if n.split(".")[0] not in _STAND_IN_PACKAGES]
@@ -298,3 +354,8 @@ def _load_with_stand_ins(path: Path) -> Any:
                          "(e.g. `hf download facebook/wav2vec2-xls-r-300m --local-dir DIR`, then point "
                          "model_config.ssl_pretrained at DIR)")
     return safe_torch_load(path, [(_StandIn, n) for n in names])
+
+
+def _check_state_dict(state_dict: Any, source: str) -> None:
+    from .loading import check_state_dict  # here: models.loading imports this module's users
+    check_state_dict(state_dict, source)

@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     model, speed = load_scoring_model(config, model_path, resolve_device(args.device))
     records = []
     with tqdm(total=len(files), unit="file", desc="scoring", disable=None, leave=False) as bar:
-        for path, result in score_stream(model, read_files(files), args.segments, batch_size=args.batch_size,
+        # Without --segments only the first nb_samp samples are scored: only they are read (memory stays flat).
+        recordings = read_files(files, None if args.segments else model.nb_samp)
+        for path, result in score_stream(model, recordings, args.segments, batch_size=args.batch_size,
                                          precision=speed.precision):
             records.append(result_row(path, result, args.threshold, args.segments, calibration))
             bar.update(1)

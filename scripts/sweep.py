@@ -20,6 +20,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from data_utils.corpora import CORPORA, get_audio_corpus  # noqa: E402
 from utils.errors import InputError, report_error  # noqa: E402
+from utils.io import check_writable  # noqa: E402
 from utils.sweep import LAUNCHERS, Evaluation, importable_here, launch_local, launch_slurm, seed_jobs  # noqa: E402
 
 
@@ -72,6 +73,7 @@ def main(argv=None) -> int:
     sweep_dir = args.sweep_dir or REPO_ROOT / "exp_result" / f"sweep_{'+'.join(c.stem for c in args.config)}"
     try:
         jobs = seed_jobs(args.config, args.seeds, sweep_dir, evaluations(args), args.device)
+        check_writable(sweep_dir, folder=True)
         importable_here()
         folder = sweep_dir / "submitit"
         if args.launcher == "local":
@@ -82,6 +84,10 @@ def main(argv=None) -> int:
                                     mem_gb=args.mem_gb)
     except InputError as e:
         return report_error(e)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: launch_local has stopped the running jobs and their commands
+        print(f"error: sweep stopped; its running jobs were stopped too. Rerun the same command to resume "
+              f"({sweep_dir})", file=sys.stderr)
+        return 130
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
     if not failures:

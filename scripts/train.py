@@ -1,4 +1,4 @@
-"""Train AASIST with the published recipe (spec section 8) on ASVspoof 2019 LA, or the demo corpus.
+"""Train AASIST with the published recipe (Jung et al., 2022) on ASVspoof 2019 LA, or the demo corpus.
 
     python scripts/train.py --config config/config.json
     python scripts/train.py --config config/config.json --resume --output_dir exp_result/LA_config_ep100_bs24
@@ -25,7 +25,7 @@ from utils.distributed import DistInfo, cleanup, init_distributed  # noqa: E402
 from utils.errors import InputError, report_error  # noqa: E402
 from models.fast import prepare_model  # noqa: E402
 from utils.precision import resolve_speed  # noqa: E402
-from utils.provenance import mark_finished, record_session, session_record  # noqa: E402
+from utils.provenance import mark_finished, read_run_info, record_session, session_record  # noqa: E402
 from utils.training import (CHECKPOINT, build_run, fit, load_checkpoint, run_folder_lock, say,  # noqa: E402
                             seed_everything)
 
@@ -68,6 +68,8 @@ def train(args, device_type: str, dist_info: DistInfo) -> None:
     with run_folder_lock(run_dir, dist_info):
         if checkpoint is None and (run_dir / CHECKPOINT).exists():
             raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --output_dir")
+        if checkpoint is not None:
+            read_run_info(run_dir)  # a damaged run record stops the resume now, not after the data are loaded
         train_in(run_dir, config, seed, checkpoint, device_type, dist_info,
                  config_name=args.config.stem if args.config is not None else None)
 
@@ -100,7 +102,8 @@ def train_in(run_dir: Path, config: Config, seed: int, checkpoint: dict | None, 
                    f"processes: {dist_info.world_size}  "
                    f"train/dev: {len(splits['train'].dataset)}/{len(splits['dev'].dataset)} utterances")
     if dist_info.is_main:  # what produced the numbers (scripts/report.py prints it under its tables)
-        record_session(run_dir, config, seed, session_record(device, speed, dist_info.world_size), config_name)
+        record_session(run_dir, config, seed, session_record(device, speed, dist_info.world_size), config_name,
+                       fresh=checkpoint is None)
     fit(run)
     if dist_info.is_main:
         mark_finished(run_dir)

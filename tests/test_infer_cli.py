@@ -105,6 +105,26 @@ def test_find_audio_searches_folders_and_keeps_files_as_given(recordings):
     assert files[2:] == sorted(files[2:])
 
 
+def test_a_dangling_link_in_a_folder_is_listed_as_unreadable(tmp_path):
+    sf.write(tmp_path / "a.wav", np.zeros(1600), 16000)
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    files, skipped = find_audio([tmp_path])
+    assert files == [tmp_path / "a.wav", tmp_path / "gone.wav"] and skipped == 0
+    results = dict(read_files(files))
+    assert isinstance(results[tmp_path / "a.wav"], np.ndarray)
+    assert str(results[tmp_path / "gone.wav"]) == (f"cannot read audio file {tmp_path / 'gone.wav'}: a link to "
+                                                   f"{tmp_path / 'deleted.wav'}, which does not exist")
+
+
+def test_text_as_weights_exits_2_with_one_line(repo_root, recordings, tmp_path):
+    (tmp_path / "AASIST.pth").write_text("https://example.org/AASIST.pth\n")  # a saved link, not the weights
+    result = infer_cli(repo_root, str(recordings / "rates"), "--config", "config/AASIST-L.json",
+                       "--model_path", str(tmp_path / "AASIST.pth"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (f"error: cannot read weights {tmp_path / 'AASIST.pth'}: not a PyTorch file (neither a "
+                             "zip archive nor the legacy format torch.save wrote)\n")
+
+
 def test_no_audio_files_is_a_clear_error(tmp_path):
     (tmp_path / "README.txt").write_text("no audio here\n")
     with pytest.raises(InputError, match="no audio files found in"):

@@ -2,6 +2,7 @@
 evaluation's, and no NaN passing for a score (NaN weights refused, NaN logits reported)."""
 import json
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -180,6 +181,42 @@ def test_weights_with_nan_or_inf_are_refused(lite_config, tmp_path):
                                          r"values \(out_layer.weight\)"):
         load_weights_into(model, state_dict, source="my weights")
     assert torch.isfinite(model.out_layer.weight).all()  # left as it was
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda p: p.write_text("hello\n"), "not a PyTorch file"),
+    (lambda p: p.write_text("https://example.org/AASIST.pth\n"), "not a PyTorch file"),  # a saved link
+    (lambda p: p.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * 30), "not a PyTorch file"),
+    (lambda p: torch.save({"model": {7: torch.zeros(2)}}, p), r"keys are parameter names, got the key '7' \(int\)"),
+    (lambda p: torch.save({"w": torch.zeros(3).to_sparse()}, p), "w is a torch.sparse_coo tensor"),
+    (lambda p: torch.save({"w": [1.0]}, p), "w is a list, not a tensor"),
+    (lambda p: torch.save({"w": torch.zeros(2)}, p, pickle_protocol=4), "opcode 149"),
+], ids=["text", "url", "passwd", "int_key", "sparse", "list", "protocol4"])
+def test_a_file_that_is_not_weights_is_named(tmp_path, write, message):
+    path = tmp_path / "weights.pth"
+    write(path)
+    with pytest.raises(InputError, match=message) as info:
+        load_state_dict(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 8000, 44100, 48000])
+def test_scoring_reads_only_the_samples_it_scores(tmp_path, sample_rate):
+    """A 10-minute file: read whole (float64, 2-D), it took 525 MB; only nb_samp samples are scored."""
+    from models.inference import Audio, read_files
+    path = tmp_path / "long.wav"
+    seconds = 600 if sample_rate == 16000 else 30
+    rng = np.random.default_rng(0)
+    sf.write(path, 0.1 * rng.standard_normal((seconds * sample_rate, 2)), sample_rate, subtype="PCM_16")
+    tracemalloc.start()
+    try:
+        [(_, head)] = list(read_files([path], 64600))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(head, Audio) and head.duration == seconds
+    assert peak < 8e6  # bytes; the whole 10-minute file as float64 stereo alone is 154 MB
+    np.testing.assert_array_equal(head.samples, read_any_audio(path)[:64600])  # the filter saw the same input
 
 
 class NaNLogits(torch.nn.Module):

@@ -3,6 +3,7 @@
 import argparse
 import copy
 import json
+import math
 import os
 import re
 import subprocess
@@ -251,6 +252,58 @@ def test_conv_layers_expression_is_read_without_eval():
     assert parse_conv_layers("[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] * 2") == XLSR_300M["conv_feature_layers"]
     with pytest.raises(InputError, match="cannot read conv_feature_layers"):
         parse_conv_layers("__import__('os').system('true')")
+
+
+def test_a_repeated_conv_layer_list_is_bounded_before_it_is_built():
+    """A 1 KB file once made the reader build a list of 300 million layers (212 s, 10 GB) and print it."""
+    import time
+    for text, problem in [("[(16,10,5)] * 300000000", "more than 64 layers"),
+                          ("[(512,10,5)] * 100000000000000000000", "a size of 21 digits"),
+                          ("[(1,2,3)] * 2 * 40", "more than 64 layers"), ("[" * 5000, "too long")]:
+        start = time.perf_counter()
+        with pytest.raises(InputError, match=re.escape(problem)) as e:
+            parse_conv_layers(text, "x.pt")
+        assert time.perf_counter() - start < 1 and len(str(e.value)) < 200 and str(e.value).startswith("x.pt")
+
+
+def _fairseq_file(path, model: dict, **extra):
+    torch.save({"model": model, **extra}, path)
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p, fe: torch.save({"model": fe, "args": argparse.Namespace(encoder_layers=2)}, p, pickle_protocol=4),
+     r"opcode 149 \(pickle protocol 4 or later\)"),
+    (lambda p, fe: _fairseq_file(p, {**fe, 7: torch.zeros(1)}), r"keys are parameter names, got the key '7' \(int\)"),
+    (lambda p, fe: _fairseq_file(p, {**fe, "mask_emb": [1.0, 2.0]}), "mask_emb is a list, not a tensor"),
+    (lambda p, fe: _fairseq_file(p, {**fe, "mask_emb": torch.zeros(3).to_sparse()}), "mask_emb is a torch.sparse_coo"),
+    (lambda p, fe: _fairseq_file(p, {**fe, "mask_emb": torch.full_like(fe["mask_emb"], math.nan)}),
+     "refusing to load wav2vec 2.0 weights .*bad.pt: 1 tensor\\(s\\) hold NaN or infinite values \\(mask_emb\\)"),
+    (lambda p, fe: _fairseq_file(p, fe, cfg={"model": {"conv_feature_layers": "[(512,10,5)] * " + "1" + "0" * 20}}),
+     "bad.pt: cannot read conv_feature_layers"),
+    (lambda p, fe: p.write_text("hello"), "bad.pt: not a PyTorch file"),
+], ids=["protocol4", "int_key", "list_value", "sparse", "nan", "conv_overflow", "text"])
+def test_a_damaged_or_forged_fairseq_file_is_named(tiny_model_config, published, tmp_path, make, message):
+    make(tmp_path / "bad.pt", front_end(published))
+    with pytest.raises(InputError, match="model_config.ssl_pretrained: .*" + message):
+        build_model({**tiny_model_config, "ssl_pretrained": str(tmp_path / "bad.pt")})
+
+
+@pytest.mark.parametrize("config, message", [
+    ("[1]", "config.json: a Hugging Face model config must hold a JSON object, got array"),
+    ("[" * 100000 + "]" * 100000, "config.json: not a usable Hugging Face model config \\(nested too deeply\\)"),
+    ({"conv_dim": 5, "conv_kernel": [10], "conv_stride": [5]}, "config.json: conv_dim must be a list"),
+    ({"conv_dim": [1, 2], "conv_kernel": [10], "conv_stride": [5]}, "one entry per convolution"),
+    ({"hidden_size": "abc"}, "config.json: hidden_size must be a positive integer, got 'abc'"),
+], ids=["list", "deep", "conv_dim_number", "conv_lengths", "size_text"])
+def test_a_bad_hugging_face_config_is_named(tiny_model_config, reference_model, tmp_path, config, message):
+    reference_model.ssl_model.model.save_pretrained(tmp_path / "hf")
+    path = tmp_path / "hf" / "config.json"
+    if isinstance(config, dict):
+        config = json.dumps({**json.loads(path.read_text()), **config})
+    path.write_text(config)
+    with pytest.raises(InputError, match=message):
+        build_model({**tiny_model_config, "ssl_pretrained": str(tmp_path / "hf")})
 
 
 def test_reading_needs_no_model(ref, tmp_path, published):

@@ -1,5 +1,8 @@
 """scripts/sweep.py through submitit's local executor, and scripts/report.py's table of the runs it made."""
+import contextlib
 import json
+import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -11,6 +14,7 @@ import pytest
 
 from data_utils.demo import write_demo_corpus
 from utils import report
+from utils.errors import InputError
 
 from helpers import tiny_config
 
@@ -169,6 +173,137 @@ def test_a_failed_job_is_reported_with_its_commands_error(repo_root, tmp_path):
     assert result.returncode == 2
     assert "error: seed 3 (bad.json) failed: cannot read protocol file" in result.stderr
     assert "nowhere" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_changed_config_of_the_same_name_is_refused_not_reused(sweep, repo_root, tmp_path):
+    """Reusing the runs would report the old config's numbers as the new one's."""
+    config, sweep_dir, _ = sweep
+    changed = tmp_path / "changed" / config.name  # same file name, so the same run folders
+    changed.parent.mkdir()
+    changed.write_text(json.dumps({**json.loads(config.read_text()), "num_epochs": 3}))
+    before = mtimes(sweep_dir)
+    result = run_script(repo_root, "sweep.py", "--config", str(changed), "--seeds", "1", "2",
+                        "--sweep_dir", str(sweep_dir), "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {sweep_dir.resolve() / 'tiny_seed1'} holds a run of another config")
+    assert "another --sweep_dir" in result.stderr
+    assert mtimes(sweep_dir) == before
+
+
+def test_sweep_refuses_a_damaged_run_record_and_a_file_as_sweep_dir(sweep, repo_root, tmp_path):
+    config, sweep_dir, _ = sweep
+    shutil.copytree(sweep_dir / "tiny_seed1", tmp_path / "s" / "tiny_seed1")
+    record = tmp_path / "s" / "tiny_seed1" / "run_info.json"
+    record.write_text(record.read_text()[:50])
+    result = run_script(repo_root, "sweep.py", "--config", str(config), "--seeds", "1", "--sweep_dir",
+                        str(tmp_path / "s"), "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {record.resolve()}, line ") and "not valid JSON" in result.stderr
+    (tmp_path / "a_file").write_text("")
+    result = run_script(repo_root, "sweep.py", "--config", str(config), "--seeds", "1", "--sweep_dir",
+                        str(tmp_path / "a_file"), "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == f"error: --sweep_dir {tmp_path / 'a_file'} is a file, not a folder\n"
+
+
+def _set_cell(text: str, line: int, column: int, value: str) -> str:
+    """`text`, a tab-separated table, with one cell replaced (0-based line and column)."""
+    lines = text.splitlines()
+    cells = lines[line].split("\t")
+    cells[column] = value
+    lines[line] = "\t".join(cells)
+    return "\n".join(lines) + "\n"
+
+
+def _damage(run: Path, name: str, text: str | bytes) -> Path:
+    path = run / name
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("run_info.json", lambda t: t[:40], r"run_info.json, line \d+: not valid JSON"),
+    ("run_info.json", lambda t: json.dumps({**json.loads(t), "sessions": "abc"}),
+     "run_info.json: sessions must be a list"),
+    ("run_info.json", lambda t: json.dumps({**json.loads(t), "config_sha256": [1]}),
+     r"run_info.json: config_sha256 must be a hex digest, got \[1\]"),
+    ("run_info.json", lambda t: json.dumps({**json.loads(t), "seed": "abc"}), "run_info.json: seed must be an integer"),
+    ("metric_log.txt", lambda t: _set_cell(t, 2, 3, "nan"),
+     r"metric_log.txt, line 3: dev_eer_percent is 'nan', not a finite number"),
+    ("metric_log.txt", lambda t: t.encode() + b"\xff\xfe\n", "metric_log.txt: not UTF-8 text"),
+    ("evaluation/best_asvspoof2019_la.json", lambda t: json.dumps({**json.loads(t), "eer_percent": "abc"}),
+     "best_asvspoof2019_la.json: eer_percent is 'abc', not a finite number"),
+    ("evaluation/best_asvspoof2019_la.json", lambda t: "[1]",
+     "best_asvspoof2019_la.json: a metrics JSON must hold a JSON object, got array"),
+], ids=["truncated", "sessions", "sha", "seed", "nan_eer", "not_utf8", "eer_text", "list"])
+def test_report_names_the_damaged_file_of_a_run(sweep, tmp_path, name, damage, message):
+    """A table that skipped the run, or read a wrong number from it, would pass for the sweep's result."""
+    _, sweep_dir, _ = sweep
+    run = tmp_path / "tiny_seed1"
+    shutil.copytree(sweep_dir / "tiny_seed1", run)
+    _damage(run, name, damage((run / name).read_text()))
+    with pytest.raises(InputError, match=message) as info:
+        report.read_run(run)
+    assert str(run / name) in str(info.value)
+
+
+def test_report_of_a_damaged_run_is_one_line(sweep, repo_root, tmp_path):
+    _, sweep_dir, _ = sweep
+    shutil.copytree(sweep_dir, tmp_path / "s", ignore=shutil.ignore_patterns("submitit"))
+    log = tmp_path / "s" / "tiny_seed2" / "metric_log.txt"
+    log.write_text(_set_cell(log.read_text(), 1, 3, "inf"))
+    result = run_script(repo_root, "report.py", str(tmp_path / "s"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.startswith(f"error: {log}, line 2: ") and result.stderr.count("\n") == 1
+
+
+def test_a_job_that_fails_outside_its_commands_shows_the_exception(tmp_path):
+    from utils.sweep import _job_error
+    stderr = tmp_path / "log.err"
+    stderr.write_text("Traceback (most recent call last):\n  ...\nValueError: something broke\n")
+    exc = RuntimeError("Job (task=0) failed during processing with trace:\n----------------------\n"
+                       "Traceback (most recent call last):\n  File x\nValueError: something broke\n"
+                       "----------------------\nYou can check full logs with 'job.stderr(0)'")
+    assert _job_error(stderr, exc) == "ValueError: something broke"
+    stderr.write_text("error: cannot read protocol file x\nTraceback ...\n")
+    assert _job_error(stderr, exc) == "cannot read protocol file x"
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_sigterm_stops_the_sweep_its_job_and_the_training(repo_root, tmp_path):
+    write_demo_corpus(tmp_path / "LA", seed=0, scale=0.1)
+    config = tiny_config(repo_root, tmp_path / "LA", tmp_path / "long.json", num_epochs=200)
+    sweep_dir = tmp_path / "sweep"
+    lock = sweep_dir / "long_seed1" / "run.lock"
+    proc = subprocess.Popen([sys.executable, "scripts/sweep.py", "--config", str(config), "--seeds", "1",
+                             "--sweep_dir", str(sweep_dir), "--device", "cpu"], cwd=repo_root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trainer = None
+    try:
+        deadline = time.time() + 240
+        while trainer is None and proc.poll() is None and time.time() < deadline:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                trainer = int(lock.read_text().split()[1])
+            time.sleep(0.1)
+        assert trainer is not None, "train.py did not start"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=90)
+        assert proc.returncode == 130 and "sweep stopped" in stderr and "Traceback" not in stderr
+        deadline = time.time() + 20
+        while _running(trainer) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _running(trainer), "train.py outlived the sweep"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if trainer is not None and _running(trainer):
+            os.kill(trainer, signal.SIGKILL)  # the training this test started, left behind
 
 
 def test_corpus_tables_give_per_attack_eer_from_the_pooled_column(tmp_path):

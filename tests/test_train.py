@@ -283,6 +283,86 @@ def test_a_damaged_checkpoint_or_unwritable_folder_is_a_message(finished_run, re
     assert f"cannot write to the run folder {tmp_path / 'a_file' / 'run'}" in result.stderr
 
 
+def forged(checkpoint: dict, **changes) -> dict:
+    """A copy of `checkpoint` with `changes`; `run_state_<field>` changes a field of its run state."""
+    out = {**checkpoint, "run_state": dict(checkpoint["run_state"])}
+    for key, value in changes.items():
+        if key.startswith("run_state_"):
+            out["run_state"][key.removeprefix("run_state_")] = value
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p, c: p.write_text("hello\n"), "cannot read run checkpoint {p}: not a PyTorch file"),
+    (lambda p, c: shutil.copyfile("/etc/passwd", p), "cannot read run checkpoint {p}: not a PyTorch file"),
+    (lambda p, c: torch.save(forged(c, run_state_epoch="1"), p), "run_state.epoch is '1', not a count of epochs"),
+    (lambda p, c: torch.save(forged(c, run_state_epoch=-5), p), "run_state.epoch is -5, not a count of epochs"),
+    (lambda p, c: torch.save(forged(c, seed="abc"), p), "seed is 'abc', not an integer"),
+    (lambda p, c: torch.save(forged(c, run_state_history=[]), p), "run_state.history does not hold one record"),
+], ids=["text", "passwd", "epoch_text", "epoch_negative", "seed_text", "history"])
+def test_a_forged_or_foreign_checkpoint_is_one_line(finished_run, repo_root, tmp_path, make, message):
+    _, reference = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    path = run / "checkpoint.pth"
+    make(path, torch.load(reference / "checkpoint.pth", weights_only=True))
+    result = run_train(repo_root, "--resume", "--output_dir", str(run))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert message.format(p=path) in result.stderr
+
+
+def test_resume_with_a_damaged_run_record_stops_before_the_data(finished_run, repo_root, tmp_path):
+    _, reference = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    text = (run / "run_info.json").read_text()
+    (run / "run_info.json").write_text(text[: len(text) // 2])
+    result = run_train(repo_root, "--resume", "--output_dir", str(run))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {run / 'run_info.json'}, line ") and "not valid JSON" in result.stderr
+    assert "run folder:" not in result.stdout + result.stderr  # printed once the data are loaded
+
+
+def test_a_fresh_start_replaces_the_record_of_a_start_killed_before_its_first_checkpoint(repo_root, corpus, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    old = {"seed": 1, "config_name": "old", "config_sha256": "0" * 64, "finished": None,
+           "sessions": [{"started": "2026-01-01T00:00:00+00:00"}]}
+    (run / "run_info.json").write_text(json.dumps(old))  # and no checkpoint: nothing was trained
+    config = tiny_config(repo_root, corpus, tmp_path / "tiny.json", num_epochs=1)
+    result = run_train(repo_root, "--config", str(config), "--output_dir", str(run), "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["seed"] == 2 and info["config_name"] == "tiny" and len(info["sessions"]) == 1
+    assert info["config_sha256"] != "0" * 64 and info["finished"]
+
+
+def test_a_run_lock_that_is_a_link_is_never_read(repo_root, corpus, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2\n")
+    config = tiny_config(repo_root, corpus, tmp_path / "tiny.json")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.lock").symlink_to(secret)
+    result = run_train(repo_root, "--config", str(config), "--output_dir", str(run))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "hunter2" not in result.stderr
+    assert f"{run} holds a run.lock that is not a run's" in result.stderr
+    assert f"remove {run / 'run.lock'}" in result.stderr
+    assert secret.read_text() == "password=hunter2\n" and (run / "run.lock").is_symlink()
+
+
+def test_a_live_lock_says_how_to_stop_its_run(repo_root, corpus, tmp_path):
+    config = tiny_config(repo_root, corpus, tmp_path / "tiny.json")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.lock").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    result = run_train(repo_root, "--config", str(config), "--output_dir", str(run))
+    assert result.returncode == 2 and f"`kill {os.getpid()}`" in result.stderr
+
+
 def test_a_bad_file_met_in_a_loader_worker_is_one_line(repo_root, corpus, tmp_path):
     broken = tmp_path / "LA"
     subprocess.run(["cp", "-r", str(corpus), str(broken)], check=True)

@@ -6,7 +6,9 @@ import json
 import os
 import pickle
 import re
+import struct
 import tempfile
+import warnings
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
 
@@ -133,16 +135,24 @@ def safe_torch_load(path: str | os.PathLike, allowed_globals: Sequence = (), wha
     import torch
 
     try:
-        with torch.serialization.safe_globals(list(allowed_globals)):
+        with torch.serialization.safe_globals(list(allowed_globals)), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Detected pickle protocol")  # refused below, with the file's name
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         forbidden = re.search(r"GLOBAL ([\w.]*\w)", str(e))  # torch's words for a class or function it refused
         if forbidden:
             raise InputError(f"refusing to load {path}: it is not a plain {what} file: its pickle names "
                              f"{forbidden.group(1)}, and weights_only=True runs no pickled code") from None
-        raise InputError(f"cannot read {what} {path}: not a PyTorch file ({_reason(e)})") from None
+        reason = _reason(e)
+        reason = reason if reason.startswith("its pickle uses") else f"not a PyTorch file ({reason})"
+        raise InputError(f"cannot read {what} {path}: {reason}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise InputError(f"cannot read {what} {path}: {_reason(e)}") from None
+    except (KeyError, IndexError, TypeError, AttributeError, OverflowError, struct.error):
+        # torch reads a file that is not a zip archive as the legacy format, whose pickle reader fails on
+        # text (a saved web page, a URL, /etc/passwd) with a bare KeyError or IndexError.
+        raise InputError(f"cannot read {what} {path}: not a PyTorch file (neither a zip archive nor the "
+                         "legacy format torch.save wrote)") from None
 
 
 _TORCH_LOAD_ADVICE = ("Weights only load failed", "(1)", "(2)", "Please file an issue", "Check the documentation")
@@ -154,7 +164,12 @@ def _reason(e: Exception) -> str:
         return "the file is empty or cut short"
     lines = [line.strip().removeprefix("WeightsUnpickler error:").strip() for line in str(e).splitlines()]
     specific = [line for line in lines if line and not line.startswith(_TORCH_LOAD_ADVICE)]
-    return (specific or [line for line in lines if line] or [type(e).__name__])[0]
+    reason = (specific or [line for line in lines if line] or [type(e).__name__])[0]
+    opcode = re.fullmatch(r"Unsupported operand (\d+)", reason)
+    if opcode:  # e.g. 149 (FRAME) or 147 (STACK_GLOBAL): pickle protocol 4 or 5, which torch.load never writes
+        return (f"its pickle uses opcode {opcode.group(1)} (pickle protocol 4 or later), which the safe loader "
+                "does not read; save it again with torch.save's default protocol")
+    return reason[:300]
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:

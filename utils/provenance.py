@@ -16,6 +16,7 @@ import datetime
 import hashlib
 import json
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 
 from utils.config import Config
-from utils.io import atomic_write_json
+from utils.errors import InputError
+from utils.io import atomic_write_json, printable_path, read_json
 
 RUN_INFO = "run_info.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,10 +75,14 @@ def session_record(device: torch.device, speed, processes: int) -> dict:
     }
 
 
-def record_session(run_dir: Path, config: Config, seed: int, session: dict, config_name: str | None) -> None:
-    """Add a session to `run_dir`'s run_info.json (made on the first), atomically."""
-    info = read_run_info(run_dir) or {"seed": seed, "config_name": config_name or "config",
-                                      "config_sha256": config_sha256(config), "sessions": [], "finished": None}
+def record_session(run_dir: Path, config: Config, seed: int, session: dict, config_name: str | None,
+                   fresh: bool) -> None:
+    """Add a session to `run_dir`'s run_info.json, atomically. A `fresh` start (no checkpoint to resume)
+    makes a new file: a run killed before its first checkpoint and started again with another seed or config
+    must not keep the first start's record."""
+    info = None if fresh else read_run_info(run_dir)
+    info = info or {"seed": seed, "config_name": config_name or "config", "config_sha256": config_sha256(config),
+                    "sessions": [], "finished": None}
     info["sessions"].append(session)
     _write(run_dir, info)
 
@@ -95,8 +101,29 @@ def evaluation_file(run_dir: Path, model: str, corpus: str) -> Path:
 
 
 def read_run_info(run_dir: Path) -> dict | None:
+    """`run_dir`'s run_info.json, checked; None if the run has none.
+
+    Raises:
+        InputError: naming the file and the key: not JSON, or a field of the wrong type (a damaged or
+            hand-edited file), so that no report or sweep acts on it.
+    """
     path = Path(run_dir) / RUN_INFO
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.exists() and not path.is_symlink():
+        return None
+    info = read_json(path, "run record", expect=dict)
+    shown = printable_path(path)
+    for key, kinds, wanted in (("seed", (int,), "an integer"), ("config_name", (str,), "text"),
+                               ("config_sha256", (str,), "a hex digest"), ("sessions", (list,), "a list"),
+                               ("finished", (str, type(None)), "a time or null")):
+        if key not in info:
+            raise InputError(f"{shown}: no {key}; not a run record of scripts/train.py")
+        if type(info[key]) not in kinds:
+            raise InputError(f"{shown}: {key} must be {wanted}, got {json.dumps(info[key])[:40]}")
+    if not re.fullmatch(r"[0-9a-f]{64}", info["config_sha256"]):
+        raise InputError(f"{shown}: config_sha256 must be a sha256 hex digest, got {info['config_sha256'][:40]!r}")
+    if not all(isinstance(s, dict) for s in info["sessions"]):
+        raise InputError(f"{shown}: sessions must be a list of objects")
+    return info
 
 
 def _write(run_dir: Path, info: dict) -> None:

@@ -12,6 +12,7 @@ A run folder (scripts/train.py, scripts/sweep.py) gives these metrics:
 Every figure is an error (lower is better), so a metric's "best" is its minimum. Runs are grouped by
 their config's hash (utils/provenance.py): two runs are averaged only if their configs are equal.
 """
+import contextlib
 import csv
 import io
 import json
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from utils.errors import InputError
+from utils.io import printable_path, read_json
 from utils.provenance import COMPARED, MODELS, RUN_INFO, read_run_info
 
 FIGURES = ("eer_percent", "min_tdcf", "min_dcf", "act_dcf", "cllr_bits", "a_dcf", "t_eer_percent")
@@ -57,13 +59,14 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 
 def read_run(run_dir: Path) -> RunResult:
-    """A run's provenance and every metric its files give."""
+    """A run's provenance and every metric its files give. A damaged file (run_info.json, metric_log.txt, an
+    evaluation JSON) is an InputError naming it and the line or key: a table that left the run out, or read
+    a wrong number from it, would pass for the sweep's result."""
     info = read_run_info(run_dir)
-    try:
-        result = RunResult(run_dir, info["seed"], info["config_name"], info["config_sha256"], info["sessions"],
-                           bool(info.get("finished")))
-    except (KeyError, TypeError) as e:
-        raise InputError(f"{run_dir / RUN_INFO}: missing {e}") from None
+    if info is None:
+        raise InputError(f"run folder {run_dir} has no {RUN_INFO}")
+    result = RunResult(run_dir, info["seed"], info["config_name"], info["config_sha256"], info["sessions"],
+                       bool(info["finished"]))
     result.metrics.update(dev_metrics(run_dir / "metric_log.txt"))
     for path in sorted((run_dir / "evaluation").glob("*.json")):
         model, _, corpus = path.stem.partition("_")
@@ -77,38 +80,70 @@ def dev_metrics(metric_log: Path) -> dict:
     """Dev EER and min t-DCF of the selected epoch: the last with the lowest dev EER (ties count, as in training)."""
     if not metric_log.is_file():
         return {}
-    rows = list(csv.DictReader(metric_log.read_text().splitlines(), delimiter="\t"))
+    shown = printable_path(metric_log)
+    try:
+        text = metric_log.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read {shown}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{shown}: not UTF-8 text (byte {e.start}); not a metric log of scripts/train.py") from None
+    rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
     if not rows:
         return {}
-    try:
-        eers = [float(r["dev_eer_percent"]) for r in rows]
-    except (KeyError, ValueError):
-        raise InputError(f"{metric_log}: not a metric log (a column dev_eer_percent of numbers)") from None
+    if "dev_eer_percent" not in rows[0]:
+        raise InputError(f"{shown}: not a metric log (no column dev_eer_percent)")
+    eers, tdcfs = [], []
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        eers.append(_finite(row["dev_eer_percent"], f"{shown}, line {line}: dev_eer_percent"))
+        tdcf = row.get("dev_min_tdcf") or "-"
+        tdcfs.append(None if tdcf == "-" else _finite(tdcf, f"{shown}, line {line}: dev_min_tdcf"))
     best = max(i for i, e in enumerate(eers) if e == min(eers))
     out = {"dev_eer_percent": eers[best]}
-    if rows[best].get("dev_min_tdcf", "-") != "-":
-        out["dev_min_tdcf"] = float(rows[best]["dev_min_tdcf"])
+    if tdcfs[best] is not None:
+        out["dev_min_tdcf"] = tdcfs[best]
     return out
+
+
+def _finite(value, what: str) -> float:
+    """A finite number from a file (text or JSON), or an InputError naming `what`."""
+    number = None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    elif type(value) in (int, float):
+        number = float(value)
+    if number is None or not math.isfinite(number):
+        raise InputError(f"{what} is {str(value)[:40]!r}, not a finite number")
+    return number
 
 
 def evaluation_metrics(path: Path, name: str) -> dict:
     """The figures of one evaluate.py --json file, named ``<name>_<figure>``, with per-attack EERs."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read {path}: {e}") from None
-    out = {f"{name}_{f}": float(data[f]) for f in FIGURES if data.get(f) is not None}
+    data = read_json(path, "metrics JSON", expect=dict)
+    shown = printable_path(path)
+    out = {f"{name}_{f}": _finite(data[f], f"{shown}: {f}") for f in FIGURES if data.get(f) is not None}
     per_attack = data.get("per_attack_eer_percent")  # 2019 LA
-    if per_attack is None and "eer_percent" in data.get("tables", {}):  # the other corpora: the pooled column
-        table = data["tables"]["eer_percent"]
-        pooled = [i for i, c in enumerate(table["columns"]) if str(c).lower() == "pooled"]
-        if pooled:
-            per_attack = {str(r): v[pooled[0]] for r, v in zip(table["rows"], table["values"])
-                          if str(r).lower() != "pooled"}
+    tables = data.get("tables", {})
+    if per_attack is None and isinstance(tables, dict) and "eer_percent" in tables:  # the other corpora
+        per_attack = _pooled_column(tables["eer_percent"], f"{shown}: tables.eer_percent")
+    if not isinstance(per_attack, (dict, type(None))):
+        raise InputError(f"{shown}: per_attack_eer_percent must be an object of attack: EER")
     for attack, value in (per_attack or {}).items():
         if value is not None:
-            out[f"{name}_eer_percent[{attack}]"] = float(value)
+            out[f"{name}_eer_percent[{attack}]"] = _finite(value, f"{shown}: EER of {attack}")
     return out
+
+
+def _pooled_column(table, what: str) -> dict:
+    """A corpus table's "pooled" column as {row: value}, without its pooled row; {} without such a column."""
+    if not (isinstance(table, dict) and all(isinstance(table.get(k), list) for k in ("rows", "columns", "values"))
+            and len(table["values"]) == len(table["rows"])
+            and all(isinstance(v, list) and len(v) == len(table["columns"]) for v in table["values"])):
+        raise InputError(f"{what} must be an object of rows, columns and a row of values per row")
+    pooled = [i for i, c in enumerate(table["columns"]) if str(c).lower() == "pooled"]
+    if not pooled:
+        return {}
+    return {str(r): v[pooled[0]] for r, v in zip(table["rows"], table["values"]) if str(r).lower() != "pooled"}
 
 
 def summary(values: list[float]) -> dict:

@@ -10,11 +10,14 @@ sweep's run is exactly a run made by hand:
    `Evaluation`, into ``<run>/evaluation/<model>_<corpus>.json`` (scores beside it); a JSON already there is
    not made again, and an interrupted corpus scoring continues where it stopped.
 
-Rerunning a sweep therefore trains nothing that is finished and resumes what is not. Launching is
+Rerunning a sweep therefore trains nothing that is finished and resumes what is not. A run folder that holds
+a run of another config (the config file was edited since: its hash in ``run_info.json`` differs) stops the
+sweep before any job starts, so that no result is reported under a config that did not produce it. Launching is
 submitit's: its local executor (one job after another, or one per GPU at a time) or SLURM (a job array;
 a job that times out or is preempted is requeued by submitit and resumes).
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,8 +26,9 @@ from pathlib import Path
 
 import models  # noqa: F401  (registers the architectures whose configs load_config validates)
 from utils.config import load_config
-from utils.errors import InputError
-from utils.provenance import MODELS, REPO_ROOT, evaluation_file, read_run_info
+from utils.errors import InputError, report_error
+from utils.provenance import (MODELS, REPO_ROOT, RUN_INFO, config_sha256, evaluation_file,
+                              read_run_info)
 from utils.training import CHECKPOINT
 
 LAUNCHERS = ("local", "slurm")
@@ -51,7 +55,13 @@ class SeedJob:
     python: str = sys.executable
 
     def __call__(self) -> str:
-        run_dir = Path(self.run_dir)
+        try:
+            return self.train_and_evaluate(Path(self.run_dir))
+        except InputError as e:  # raised here, not by a command: the launcher shows this line as the job's error
+            report_error(e)
+            raise RuntimeError(f"seed {self.seed}: {e}") from None
+
+    def train_and_evaluate(self, run_dir: Path) -> str:
         self.train(run_dir)
         targets = self.targets()
         for model in MODELS:
@@ -66,14 +76,35 @@ class SeedJob:
         return str(run_dir)
 
     def train(self, run_dir: Path) -> None:
+        problem = self.stale_run()
+        if problem:
+            raise InputError(problem)
         info = read_run_info(run_dir)
-        if info is not None and info.get("finished"):
+        if info is not None and info["finished"]:
             print(f"{run_dir}: finished on {info['finished']}; not trained again", flush=True)
             return
         resume = (run_dir / CHECKPOINT).is_file()
         command = [self.python, "scripts/train.py", "--config", self.config, "--output_dir", str(run_dir)]
         command += ["--resume"] if resume else ["--seed", str(self.seed)]
         self.run(command + (["--device", self.device] if self.device else []))
+
+    def stale_run(self) -> str | None:
+        """Why the run folder's results are not this job's (another config under the same file name, another
+        seed), or None. A folder with neither a checkpoint nor a finished run holds no result: a fresh start
+        replaces it."""
+        run_dir = Path(self.run_dir)
+        info = read_run_info(run_dir)
+        if info is None or not (info["finished"] or (run_dir / CHECKPOINT).exists()):
+            return None
+        now = config_sha256(load_config(self.config))
+        if info["config_sha256"] != now:
+            return (f"{run_dir} holds a run of another config: {run_dir / RUN_INFO} records config sha256 "
+                    f"{info['config_sha256'][:12]}, and {self.config} now gives {now[:12]} (the file was changed); "
+                    "its results would pass for the new config's. Sweep the new config into another --sweep_dir, "
+                    "or move that run folder away to train it again")
+        if info["seed"] != self.seed:
+            return f"{run_dir} holds a run of seed {info['seed']}, not {self.seed}; move it away"
+        return None
 
     def targets(self) -> list[Evaluation]:
         """The config's own eval set (database_path; named by its corpus), then the listed corpora; a listed
@@ -95,7 +126,16 @@ class SeedJob:
 
     def run(self, command: list[str]) -> None:
         print("$ " + " ".join(command), flush=True)
-        status = subprocess.run(command, cwd=REPO_ROOT).returncode
+        process = subprocess.Popen(command, cwd=REPO_ROOT)
+        try:
+            status = process.wait()
+        except BaseException:  # the job is cancelled (SIGINT from the launcher): stop the command with it
+            process.terminate()  # a run keeps its last checkpoint, and its lock names a process that is gone
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
         if status != 0:
             raise RuntimeError(f"seed {self.seed}: {command[1]} exited with status {status}")
 
@@ -120,8 +160,15 @@ def seed_jobs(configs: list[Path], seeds: list[int], sweep_dir: Path, evaluation
                          "folders would collide")
     for config in configs:
         load_config(config)  # a bad config stops the sweep now, not in every job
-    return [SeedJob(str(config.resolve()), seed, str((sweep_dir / run_dir_name(config, seed)).resolve()),
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise InputError(f"--sweep_dir {sweep_dir} is a file, not a folder")
+    jobs = [SeedJob(str(config.resolve()), seed, str((sweep_dir / run_dir_name(config, seed)).resolve()),
                     evaluations, device) for config in configs for seed in seeds]
+    for job in jobs:  # a damaged run record or a stale run stops the sweep before any job starts
+        problem = job.stale_run()
+        if problem:
+            raise InputError(problem)
+    return jobs
 
 
 def submitit_module():
@@ -134,11 +181,13 @@ def submitit_module():
 
 def launch_local(jobs: list[SeedJob], folder: Path, gpus: int, timeout_min: int) -> list[str]:
     """Run the jobs with submitit's local executor: one at a time, or one per GPU at a time. Waits for
-    all; returns a line per failed job. Ctrl-C cancels the running jobs."""
+    all; returns a line per failed job. Ctrl-C or SIGTERM stops the running jobs and their commands, then
+    raises KeyboardInterrupt."""
     submitit = submitit_module()
     executor = submitit.LocalExecutor(folder=folder)
     queue, running, failures = list(jobs), {}, []  # running: submitit job -> (SeedJob, GPU index)
     slots = max(gpus, 1)
+    stop_on_sigterm = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the jobs as Ctrl-C does
     try:
         while queue or running:
             while queue and len(running) < slots:
@@ -157,9 +206,37 @@ def launch_local(jobs: list[SeedJob], folder: Path, gpus: int, timeout_min: int)
             time.sleep(0.5)
     except KeyboardInterrupt:
         for job in running:
-            job.cancel()
+            _stop(job)
+        deadline = time.time() + 30
+        while any(not job.done() for job in running) and time.time() < deadline:
+            time.sleep(0.2)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
     return failures
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop(job) -> None:
+    """Stop a local job and the command it runs. submitit's local job is a controller process (its job id
+    is the controller's process id) that runs the job in a child process: SIGINT to that child stops the
+    command (`SeedJob.run`) and then the job, and the controller ends on its own. (`job.cancel()` sends SIGINT
+    to the controller, which prints a traceback of its own; it is the fallback where /proc cannot say.)"""
+    try:
+        controller = int(job.job_id)
+        children = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    except (OSError, ValueError):
+        children = []
+    for child in children:
+        try:
+            os.kill(int(child), signal.SIGINT)
+        except OSError:  # already gone
+            pass
+    if not children:
+        job.cancel()
 
 
 def launch_slurm(jobs: list[SeedJob], folder: Path, timeout_min: int, wait: bool, **slurm) -> list[str]:
@@ -197,8 +274,11 @@ def _job_error(stderr: Path, exc: Exception) -> str:
     errors = [line.split("error: ", 1)[1] for line in lines if line.startswith("error: ")]
     if errors:
         return errors[-1]
-    text = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return text[0] if text else type(exc).__name__
+    # submitit's message: "Job (task=0) failed during processing with trace:", the traceback between two lines
+    # of dashes, then where the logs are. The traceback's last line says what went wrong.
+    parts = str(exc).split("-" * 22)
+    lines = [line.strip() for line in (parts[1] if len(parts) >= 3 else parts[0]).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def importable_here() -> None:

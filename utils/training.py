@@ -1,16 +1,19 @@
 """The training machinery: run state, resumable checkpoints, the epoch loop, scoring and model
-selection on dev, and the weight average (spec section 8). `scripts/train.py` builds the pieces and
-calls `fit`.
+selection on dev, and the weight average (stochastic weight averaging, Izmailov et al., 2018).
+`scripts/train.py` builds the pieces and calls `fit`.
 
 After every epoch: dev scores, dev EER and min t-DCF, model selection on dev only, and an atomic
 resumable checkpoint. At the end: the weight average (SWA) with recomputed BatchNorm statistics,
 scored on eval.
 """
 import contextlib
+import dataclasses
 import math
 import os
 import random
+import re
 import socket
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,9 +181,42 @@ def load_checkpoint(run_dir: Path) -> tuple[dict, Config]:
     if missing:
         raise InputError(f"cannot resume from {path}: not this project's run checkpoint (no {', '.join(missing)})")
     try:
-        return checkpoint, config_from_dict(checkpoint["config"])
+        config = config_from_dict(checkpoint["config"])
     except InputError as e:
         raise InputError(f"cannot resume from {path}: its config is invalid: {e}") from None
+    problem = _checkpoint_problem(checkpoint, config)
+    if problem:
+        raise InputError(f"cannot resume from {path}: {problem}")
+    return checkpoint, config
+
+
+def _checkpoint_problem(checkpoint: dict, config: Config) -> str | None:
+    """What makes a checkpoint's seed or run state unusable (a forged or damaged file), or None. The weights
+    and optimiser state are checked as `build_run` loads them."""
+    def integer(value) -> bool:
+        return type(value) is int  # not a bool, not a float, not text
+
+    def number(value) -> bool:
+        return type(value) in (int, float) and not math.isnan(value)
+
+    state = checkpoint["run_state"]
+    if not integer(checkpoint["seed"]) or not 0 <= checkpoint["seed"] < 2 ** 32:
+        return f"seed is {checkpoint['seed']!r:.40}, not an integer from 0 to 2**32 - 1"
+    if not isinstance(state, dict) or set(state) != {f.name for f in dataclasses.fields(RunState)}:
+        return "run_state is not this project's (epoch, best_dev_eer, best_epoch, swa_epochs, history)"
+    epoch, best_epoch = state["epoch"], state["best_epoch"]
+    if not integer(epoch) or not 0 <= epoch <= config.num_epochs:
+        return f"run_state.epoch is {epoch!r:.40}, not a count of epochs from 0 to num_epochs {config.num_epochs}"
+    if not integer(best_epoch) or not -1 <= best_epoch < epoch:
+        return f"run_state.best_epoch is {best_epoch!r:.40}, not an epoch before {epoch}"
+    if not number(state["best_dev_eer"]):
+        return f"run_state.best_dev_eer is {state['best_dev_eer']!r:.40}, not a number"
+    if not isinstance(state["swa_epochs"], list) or not all(integer(e) and 0 <= e < epoch for e in state["swa_epochs"]):
+        return f"run_state.swa_epochs is not a list of epochs before {epoch}"
+    history = state["history"]
+    if not isinstance(history, list) or len(history) != epoch or not all(isinstance(h, dict) for h in history):
+        return f"run_state.history does not hold one record per completed epoch ({epoch})"
+    return None
 
 
 @contextlib.contextmanager
@@ -211,11 +247,18 @@ def _take_lock(run_dir: Path) -> str | None:
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                owner = path.read_text().strip() if path.is_file() else ""
-                host, _, pid = owner.partition(" ")
-                if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
-                    return (f"{run_dir} is in use by another run (process {owner or '?'}); wait for it to end or "
+                owner = _lock_owner(path)
+                if owner is None:
+                    return (f"{run_dir} holds a {LOCK} that is not a run's (a link, or not one \"<host> <pid>\" "
+                            f"line); if no run is going on, remove {path}")
+                host, pid = owner
+                if host != socket.gethostname():
+                    return (f"{run_dir} is in use by another run (process {host} {pid}); wait for it to end or "
                             f"choose another --output_dir (if no run is going on, remove {path})")
+                if _alive(pid):
+                    return (f"{run_dir} is in use by another run (process {host} {pid}); wait for "
+                            f"it to end or choose another --output_dir (a run left behind by a killed sweep stops "
+                            f"with `kill {pid}`)")
                 tqdm.write(f"note: {path} was left by process {pid}, which is gone; taking the run folder over")
                 path.unlink(missing_ok=True)
                 continue
@@ -225,6 +268,25 @@ def _take_lock(run_dir: Path) -> str | None:
     except OSError as e:
         return f"cannot write to the run folder {run_dir}: {e.strerror or e}"
     return f"cannot take the lock {path}"
+
+
+def _lock_owner(path: Path) -> tuple[str, int] | None:
+    """The (host, process id) a lock file names, or None for a lock that is not one short "<host> <pid>"
+    line. A link is never followed (its target's contents are never shown) and at most 256 bytes are read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # a link (ELOOP), gone, unreadable
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, 256)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    match = re.fullmatch(rb"([A-Za-z0-9._-]{1,253}) ([0-9]{1,10})\n?", data)
+    return (match.group(1).decode(), int(match.group(2))) if match else None
 
 
 def _alive(pid: int) -> bool:
