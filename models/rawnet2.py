@@ -4,8 +4,8 @@ baseline of clovaai/aasist, `models/RawNet2Spoof.py`.
 Fixed mel sinc filters (`layers.SincConv`), six one-dimensional residual blocks, each followed by filter-wise
 feature map scaling (a sigmoid attention vector s: x * s + s), a GRU whose last step goes through two fully
 connected layers. As published, `forward` returns `(last_hidden, log_softmax(logits))`: its second output is
-log-probabilities (training applies cross-entropy to them, which normalises them a second time), and the score
-is `output[:, 1]`, the log-probability of bona fide.
+log-probabilities (the published training applies cross-entropy to them: a second log-softmax, which changes
+nothing, as they are normalised already), and the score is `output[:, 1]`, the log-probability of bona fide.
 """
 from dataclasses import dataclass, field
 from typing import Any, Mapping
