@@ -100,7 +100,7 @@ PUBLISHED_BATCH = {"RawNet2_baseline": 32, "RawGATST_baseline": 24}
 # Tiny networks of each architecture. RawGAT-ST's projections fix its input at 64,600 samples, its last encoder
 # blocks at 64 channels and its sinc filters at 66 to 71; only its first blocks can be narrow.
 TINY = {
-    "RawNet2Spoof": {"architecture": "RawNet2Spoof", "nb_samp": 4000, "first_conv": 128,
+    "RawNet2Spoof": {"architecture": "RawNet2Spoof", "nb_samp": 8000, "first_conv": 128,
                      "filts": [8, [8, 8], [8, 16], [16, 16]], "gru_node": 16, "nb_fc_node": 16, "nb_gru_layer": 2},
     "RawNetGatSpoofST": {"architecture": "RawNetGatSpoofST", "nb_samp": 64600, "first_conv": 128,
                          "filts": [70, [1, 2], [2, 2], [2, 64], [64, 64]]},
@@ -286,7 +286,7 @@ def test_rawnet2_output_is_log_probabilities_and_training_normalises_them_again(
     normalised): the loss is the weighted negative log-likelihood of the output."""
     torch.manual_seed(0)
     model = build_model(TINY["RawNet2Spoof"]).train()
-    x, y = 0.1 * torch.randn(4, 4000), torch.tensor([0, 1, 0, 1])
+    x, y = 0.1 * torch.randn(4, 8000), torch.tensor([0, 1, 0, 1])
     weight = torch.tensor(CLASS_WEIGHTS)
     with torch.no_grad():
         _, output = model(x)  # no dropout: training mode is deterministic
