@@ -249,9 +249,11 @@ def with_model(arch: str, **changes) -> dict:
 
 @pytest.mark.parametrize("config, message", [
     (with_model("RawNetGatSpoofST", nb_samp=48000), "model_config.nb_samp must be a length that leaves 23 time nodes"),
-    (with_model("RawNetGatSpoofST", filts=[70, [1, 2], [2, 2], [2, 32], [32, 32]]), r"model_config.filts\[4\] must be \[64, 64\]"),
+    (with_model("RawNetGatSpoofST", filts=[70, [1, 2], [2, 2], [2, 32], [32, 32]]),
+     r"model_config.filts\[4\] must be \[64, 64\]"),
     (with_model("RawNetGatSpoofST", filts=[40, [1, 2], [2, 2], [2, 64], [64, 64]]), r"model_config.filts\[0\] must be"),
-    (with_model("RawNetGatSpoofST", filts=[70, [1, 2], [4, 4], [4, 64], [64, 64]]), r"model_config.filts\[2\]\[0\] must be"),
+    (with_model("RawNetGatSpoofST", filts=[70, [1, 2], [4, 4], [4, 64], [64, 64]]),
+     r"model_config.filts\[2\]\[0\] must be"),
     (with_model("RawNetGatSpoofST", gat_dims=[8, 8]), "model_config.gat_dims must be left out for RawNetGatSpoofST"),
     ({**with_model("RawNet2Spoof"), "freq_aug": True}, "freq_aug must be false for RawNet2Spoof"),
     (with_model("RawNet2Spoof", filts=[8, [8, 16], [16, 16], [16, 16]]), r"model_config.filts\[1\] must be \[8, 8\]"),
@@ -385,7 +387,8 @@ def test_train_evaluate_infer_and_export_end_to_end(repo_root, corpus, tmp_path,
     fresh = build_model(TINY[arch], pretrained=False)
     fresh.load_state_dict(torch.load(best, weights_only=True), strict=True)  # the published layout, strictly
 
-    run_script(repo_root, "scripts/evaluate.py", "--config", str(config), "--eval_set", "eval", "--model_path", str(best),
+    run_script(repo_root, "scripts/evaluate.py", "--config", str(config), "--eval_set", "eval",
+               "--model_path", str(best),
                "--output_dir", str(tmp_path / "eval"), "--json", str(tmp_path / "eval.json"), "--device", "cpu")
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert math.isfinite(metrics["eer_percent"]) and math.isfinite(metrics["min_tdcf"])

@@ -281,7 +281,8 @@ class Config:
         name = self.model_config.architecture
         model = _registry()[name][1]
         if self.freq_aug:
-            _check(model.supports_freq_aug, "freq_aug", f"false for {name} (it has no sinc filters to mask)", True)
+            _check(model.supports_freq_aug, "freq_aug",
+                   f"false for {name} (its published model does not mask frequencies)", True)
         if self.gradient_checkpointing:
             _check(model.supports_gradient_checkpointing(), "gradient_checkpointing",
                    f"false for {name} (it has no layers to recompute)", True)
