@@ -7,10 +7,14 @@ the benchmark all go through this table.
 from utils.config import register_models
 
 from .aasist import AASIST, AASISTConfig
+from .rawgat_st import RawGATST, RawGATSTConfig
+from .rawnet2 import RawNet2, RawNet2Config
 from .ssl_aasist import SSLAASIST, SSLAASISTConfig
 
 MODELS = {
     "AASIST": (AASISTConfig, AASIST),              # and AASIST-L: the same architecture, smaller
     "SSL_AASIST": (SSLAASISTConfig, SSLAASIST),
+    "RawNet2Spoof": (RawNet2Config, RawNet2),      # the published baselines
+    "RawNetGatSpoofST": (RawGATSTConfig, RawGATST),
 }
 register_models(MODELS)

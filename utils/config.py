@@ -270,6 +270,10 @@ class Config:
     cuda_graphs: Optional[bool] = None     # None: compiled graphs replayed as CUDA graphs on one GPU, not DDP
     gradient_checkpointing: bool = False   # models that support it (XLS-R front ends): recompute layers in the backward pass
     augmentation: Optional[AugmentationConfig] = None  # training data only; None: no augmentation
+    # The published RawNet2_baseline.conf repeats optim_config's base_lr and weight_decay here; its training
+    # reads optim_config alone. Accepted so that the file loads unchanged, and they must agree with it.
+    lr: Optional[float] = None
+    weight_decay: Optional[float] = None
 
     def scoring_batch_size(self) -> int:
         """The batch dev, eval and other sets are scored in: `eval_batch_size`, else the training batch."""
@@ -294,10 +298,16 @@ class Config:
         if self.num_workers is not None:
             _check(self.num_workers >= 0, "num_workers", "non-negative (0: load in the main process)", self.num_workers)
         _check(0 <= self.swa_max_dev_eer <= 100, "swa_max_dev_eer", "a percentage in [0, 100]", self.swa_max_dev_eer)
+        for key, used in (("lr", "base_lr"), ("weight_decay", "weight_decay")):
+            value = getattr(self, key)
+            _check(value is None or value == getattr(self.optim_config, used), key,
+                   f"left out or equal to optim_config.{used} ({getattr(self.optim_config, used)!r}), "
+                   f"which is what trains", value)
         name = self.model_config.architecture
         model = _registry()[name][1]
         if self.freq_aug:
-            _check(model.supports_freq_aug, "freq_aug", f"false for {name} (it has no sinc filters to mask)", True)
+            _check(model.supports_freq_aug, "freq_aug",
+                   f"false for {name} (its published model does not mask frequencies)", True)
         if self.gradient_checkpointing:
             _check(model.supports_gradient_checkpointing(), "gradient_checkpointing",
                    f"false for {name} (it has no layers to recompute)", True)
