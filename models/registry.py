@@ -5,9 +5,13 @@ Adding a model is one file in `models/` holding both (the module a `base.Counter
 the benchmark all go through this table.
 """
 from .aasist import AASIST, AASISTConfig
+from .nes2net_x import Nes2NetX, Nes2NetXConfig
+from .sls import SLSConfig, XLSRSLS
 from .ssl_aasist import SSLAASIST, SSLAASISTConfig
 
 MODELS = {
     "AASIST": (AASISTConfig, AASIST),              # and AASIST-L: the same architecture, smaller
     "SSL_AASIST": (SSLAASISTConfig, SSLAASIST),
+    "Nes2Net_X": (Nes2NetXConfig, Nes2NetX),
+    "XLSR_SLS": (SLSConfig, XLSRSLS),
 }
