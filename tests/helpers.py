@@ -16,3 +16,51 @@ def tiny_config(repo_root: Path, corpus: Path, path: Path, **changes) -> Path:
     config.update(changes)
     path.write_text(json.dumps(config))
     return path
+
+
+# A wav2vec 2.0 front end small enough to train in seconds (XLS-R's layout, 32 wide, one layer).
+TINY_SSL = {"conv_feature_layers": [[16, 10, 5], [16, 3, 2], [16, 3, 2], [16, 3, 2], [16, 3, 2], [16, 2, 2], [16, 2, 2]],
+            "encoder_layers": 1, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4,
+            "conv_pos": 8, "conv_pos_groups": 4, "final_dim": 8, "latent_vars": 4, "latent_groups": 2}
+
+
+def train_and_evaluate(repo_root: Path, tmp_path: Path, model_config: dict) -> tuple[Path, dict]:
+    """scripts/train.py (one epoch) then scripts/evaluate.py on the eval part of a small demo corpus, with
+    `model_config`, one thread each; returns the best weights and evaluate.py's JSON summary."""
+    import os
+    import subprocess
+    import sys
+    from data_utils.demo import write_demo_corpus
+    write_demo_corpus(tmp_path / "LA", seed=0, scale=0.1)
+    config = json.loads((repo_root / "config" / "demo.json").read_text())
+    config.update(database_path=str(tmp_path / "LA"), model_config=model_config, batch_size=8, num_epochs=1,
+                  num_workers=0, eval_batch_size=16)
+    (tmp_path / "tiny.json").write_text(json.dumps(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread is as fast, and a busy machine does not stall
+
+    def run(*args: str) -> None:
+        result = subprocess.run([sys.executable, *args], cwd=repo_root, env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+
+    run("scripts/train.py", "--config", str(tmp_path / "tiny.json"), "--output_dir", str(tmp_path / "run"))
+    best = tmp_path / "run" / "weights" / "best.pth"
+    run("scripts/evaluate.py", "--config", str(tmp_path / "tiny.json"), "--eval_set", "eval", "--model_path", str(best),
+        "--output_dir", str(tmp_path / "eval"), "--json", str(tmp_path / "eval.json"))
+    return best, json.loads((tmp_path / "eval.json").read_text())
+
+
+def reference_listing(path: Path) -> list[tuple[str, tuple[int, ...], str]]:
+    """A reference `keys*.txt` listing of lines `name (shape) dtype`: (name, shape, dtype) in order."""
+    import re
+    rows = []
+    for line in path.read_text().splitlines():
+        match = re.fullmatch(r"(\S+) \(([\d, ]*)\) (\S+)", line.strip())
+        assert match, f"{path}: unreadable line {line!r}"
+        rows.append((match[1], tuple(int(v) for v in match[2].split(",") if v.strip()), match[3]))
+    return rows
+
+
+def state_dict_layout(state_dict) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape, dtype) of each tensor, in order, as `reference_listing` reads them."""
+    return [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in state_dict.items()]
