@@ -2,6 +2,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 TINY_MODEL = {"architecture": "AASIST", "nb_samp": 4000, "first_conv": 128,
               "filts": [70, [1, 4], [4, 4], [4, 8], [8, 8]], "gat_dims": [8, 8],
               "pool_ratios": [0.5, 0.7, 0.5, 0.5], "temperatures": [2.0, 2.0, 100.0, 100.0]}
@@ -64,3 +66,36 @@ def reference_listing(path: Path) -> list[tuple[str, tuple[int, ...], str]]:
 def state_dict_layout(state_dict) -> list[tuple[str, tuple[int, ...], str]]:
     """(name, shape, dtype) of each tensor, in order, as `reference_listing` reads them."""
     return [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in state_dict.items()]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run as fast on one thread as on two, and a busy machine does not stall them (two threads
+    waiting on each other there took 70x as long). In force in each test module that imports it."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def checkpointing_gradient_difference(model_config: dict) -> tuple[float, set[str], list[int]]:
+    """One training step's gradients of an XLS-R model built from `model_config`, without and with gradient
+    checkpointing: the largest difference, the names of the parameters that got one (the same in both), and how
+    often the first transformer layer ran in each step (checkpointed: again in the backward pass)."""
+    import torch
+    from models import build_model
+    x, y = 0.1 * torch.randn(4, model_config["nb_samp"], generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0, 1])
+    grads, layer_calls = [], []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = build_model(model_config).train()
+        if checkpointing:
+            model.use_gradient_checkpointing()
+        calls = []
+        model.ssl_model.model.wav2vec2.encoder.layers[0].attention.register_forward_hook(lambda *_: calls.append(1))
+        torch.nn.functional.cross_entropy(model(x)[1], y).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
+        layer_calls.append(len(calls))
+    assert grads[0].keys() == grads[1].keys()
+    return max((grads[0][k] - grads[1][k]).abs().max().item() for k in grads[0]), set(grads[0]), layer_calls

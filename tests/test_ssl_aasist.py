@@ -22,21 +22,12 @@ from models.frontends.wav2vec2 import XLSR_300M  # noqa: E402
 from utils.config import CLASS_WEIGHTS, config_from_dict, load_config  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 
+from helpers import one_thread  # noqa: E402,F401 (autouse: one thread in this module)
 from helpers import TINY_SSL, train_and_evaluate  # noqa: E402
 
 SSL_KEYS = ("conv_feature_layers", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
             "encoder_attention_heads", "conv_pos", "conv_pos_groups", "final_dim", "latent_vars", "latent_groups")
 PREFIX = "ssl_model.model."
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread runs them as fast as two, and a busy machine does not stall it
-    (two threads waiting on each other there took 70x as long)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
