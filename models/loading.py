@@ -1,6 +1,6 @@
 """Build a model from its config; load published or own weights safely (`weights_only=True`) on any device."""
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 
@@ -48,6 +48,39 @@ def load_state_dict(weights_path: str | Path) -> dict[str, torch.Tensor]:
     state_dict = {k.removeprefix("module."): v for k, v in obj.items()}
     check_finite(state_dict, str(path))
     return state_dict
+
+
+def average_weights(weights_paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
+    """The equal-weight average of saved weights of one model (bare state dicts or training checkpoints), as
+    Nes2Net's `main.py --num_average_model N` averages N saved epochs for its "CKPT Avg." results: every
+    tensor is averaged, BatchNorm running means and variances too (no statistics are recomputed); integer
+    tensors (BatchNorm's `num_batches_tracked`) get the average rounded down, as the published code's float
+    average becomes when it is loaded into the model's integer buffer.
+
+    Raises:
+        InputError: fewer than two files, or files whose names, shapes or dtypes differ (naming the file).
+    """
+    if len(weights_paths) < 2:
+        raise InputError(f"averaging needs at least two weights files, got {len(weights_paths)}")
+    first_path, *others = weights_paths
+    first = load_state_dict(first_path)
+    total = {k: v.double() if v.is_floating_point() else v.clone() for k, v in first.items()}  # sums in float64
+    for path in others:
+        state_dict = load_state_dict(path)
+        missing, unexpected = [k for k in total if k not in state_dict], [k for k in state_dict if k not in total]
+        differ = [f"{k} {tuple(v.shape)} {v.dtype} vs {tuple(total[k].shape)}"
+                  for k, v in state_dict.items() if k in total and (v.shape != total[k].shape
+                                                                   or v.is_floating_point() != total[k].is_floating_point())]
+        if missing or unexpected or differ:
+            listed = "; ".join(f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                               for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                                   ("different", differ)) if keys)
+            raise InputError(f"{path} is not the same model as {first_path}: {listed}")
+        for k, v in state_dict.items():
+            total[k] += v.double() if v.is_floating_point() else v
+    n = len(weights_paths)
+    return {k: (v / n).to(first[k].dtype) if v.is_floating_point() else torch.div(v, n, rounding_mode="floor")
+            for k, v in total.items()}
 
 
 def check_finite(state_dict: Mapping[str, torch.Tensor], source: str = "weights") -> None:
