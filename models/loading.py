@@ -68,9 +68,8 @@ def average_weights(weights_paths: Sequence[str | Path]) -> dict[str, torch.Tens
     for path in others:
         state_dict = load_state_dict(path)
         missing, unexpected = [k for k in total if k not in state_dict], [k for k in state_dict if k not in total]
-        differ = [f"{k} {tuple(v.shape)} {v.dtype} vs {tuple(total[k].shape)}"
-                  for k, v in state_dict.items() if k in total and (v.shape != total[k].shape
-                                                                   or v.is_floating_point() != total[k].is_floating_point())]
+        differ = [f"{k} {tuple(v.shape)} {v.dtype} vs {tuple(first[k].shape)} {first[k].dtype}"
+                  for k, v in state_dict.items() if k in first and (v.shape, v.dtype) != (first[k].shape, first[k].dtype)]
         if missing or unexpected or differ:
             listed = "; ".join(f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
                                for label, keys in (("missing", missing), ("unexpected", unexpected),

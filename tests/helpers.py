@@ -38,7 +38,7 @@ def train_and_evaluate(repo_root: Path, tmp_path: Path, model_config: dict) -> t
     config.update(database_path=str(tmp_path / "LA"), model_config=model_config, batch_size=8, num_epochs=1,
                   num_workers=0, eval_batch_size=16)
     (tmp_path / "tiny.json").write_text(json.dumps(config))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread is as fast, and a busy machine does not stall
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as one_thread, for the scripts
 
     def run(*args: str) -> None:
         result = subprocess.run([sys.executable, *args], cwd=repo_root, env=env, capture_output=True, text=True,
@@ -85,7 +85,8 @@ def checkpointing_gradient_difference(model_config: dict) -> tuple[float, set[st
     often the first transformer layer ran in each step (checkpointed: again in the backward pass)."""
     import torch
     from models import build_model
-    x, y = 0.1 * torch.randn(4, model_config["nb_samp"], generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0, 1])
+    x = 0.1 * torch.randn(4, model_config["nb_samp"], generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 0, 1])
     grads, layer_calls = [], []
     for checkpointing in (False, True):
         torch.manual_seed(0)
@@ -99,3 +100,15 @@ def checkpointing_gradient_difference(model_config: dict) -> tuple[float, set[st
         layer_calls.append(len(calls))
     assert grads[0].keys() == grads[1].keys()
     return max((grads[0][k] - grads[1][k]).abs().max().item() for k in grads[0]), set(grads[0]), layer_calls
+
+
+def export_difference(net, x, fmt: str, out: Path) -> float:
+    """`models.export.export_checked` of `net` (put in eval mode) on the check batch `x` at 1e-5: the largest
+    logit difference of the export written to `out`; ONNX skipped where onnx or onnxruntime is missing."""
+    if fmt == "onnx":
+        pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx onnxruntime)")
+        pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnx onnxruntime)")
+    from models.export import LogitsOnly, export_checked
+    difference = export_checked(LogitsOnly(net).eval(), x, fmt, out, 1e-5)
+    assert out.is_file()
+    return difference

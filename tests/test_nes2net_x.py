@@ -17,7 +17,8 @@ from utils.config import config_from_dict, load_config  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 
 from helpers import one_thread  # noqa: E402,F401 (autouse: one thread in this module)
-from helpers import TINY_SSL, checkpointing_gradient_difference, reference_listing, state_dict_layout, train_and_evaluate  # noqa: E402
+from helpers import (TINY_SSL, checkpointing_gradient_difference, export_difference, reference_listing,  # noqa: E402
+                     state_dict_layout, train_and_evaluate)
 
 BACKEND = "Nested_Res2Net_TDNN."
 
@@ -194,6 +195,14 @@ def test_any_input_length_is_taken():
         model(torch.randn(1, 399))
 
 
+@pytest.mark.parametrize("fmt", ["torch-export", "onnx"])
+def test_export_reproduces_the_model(tmp_path, fmt):
+    torch.manual_seed(0)
+    model = build_model(TINY_MODEL).eval()
+    x = 0.1 * np.random.default_rng(0).standard_normal((2, 8000), dtype=np.float32)
+    assert export_difference(model, x, fmt, tmp_path / "nes2net_x") <= 1e-5
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     difference, trained, layer_calls = checkpointing_gradient_difference(TINY_MODEL)
     assert layer_calls == [1, 2]  # checkpointed: the layer runs again in the backward pass
@@ -228,8 +237,8 @@ def with_model(**changes) -> dict:
 @pytest.mark.parametrize("config, message", [
     (with_model(Nes_ratio=[8]), "model_config.Nes_ratio must have 2 entries"),
     (with_model(Nes_ratio=[1, 8]), r"model_config.Nes_ratio\[0\] must be at least 2"),
-    (with_model(Nes_ratio=[5, 2]), r"model_config.Nes_ratio\[0\] must be a divisor of model_config.ssl.encoder_embed_dim \(32\)"),
-    (with_model(Nes_ratio=[4, 9]), r"model_config.Nes_ratio\[1\] must be at most the outer group's width \(8 channels\)"),
+    (with_model(Nes_ratio=[5, 2]), r"Nes_ratio\[0\] must be a divisor of model_config.ssl.encoder_embed_dim \(32\)"),
+    (with_model(Nes_ratio=[4, 9]), r"Nes_ratio\[1\] must be at most the outer group's width \(8 channels\)"),
     (with_model(pool_func="max"), "model_config.pool_func must be one of mean, ASTP"),
     (with_model(SE_ratio=[16]), r"model_config.SE_ratio\[0\] must be in \[1, 8\]"),
     (with_model(dilation=0), "model_config.dilation must be at least 1"),

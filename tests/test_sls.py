@@ -15,7 +15,8 @@ from utils.config import config_from_dict, load_config  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 
 from helpers import one_thread  # noqa: E402,F401 (autouse: one thread in this module)
-from helpers import TINY_SSL, checkpointing_gradient_difference, reference_listing, state_dict_layout, train_and_evaluate  # noqa: E402
+from helpers import (TINY_SSL, checkpointing_gradient_difference, export_difference, reference_listing,  # noqa: E402
+                     state_dict_layout, train_and_evaluate)
 
 CONV = "ssl_model.model.feature_extractor.conv_layers."
 
@@ -70,7 +71,8 @@ def test_every_layer_and_the_logits_are_the_published(reference_model, golden):
         for n, layer in enumerate(layers):
             np.testing.assert_allclose(layer.numpy(), expected[n], rtol=0, atol=1e-5, err_msg=f"input {i} layer {n}")
         np.testing.assert_allclose(output.numpy(), golden[f"logits_{i}"], rtol=0, atol=1e-5, err_msg=f"input {i}")
-        np.testing.assert_allclose(reference_model.score(output).numpy(), golden[f"logits_{i}"][:, 1], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(reference_model.score(output).numpy(), golden[f"logits_{i}"][:, 1],
+                                   rtol=0, atol=1e-5)
 
 
 def test_layer_results_are_transformers_hidden_states_before_the_final_layer_norm(reference_model, golden):
@@ -90,6 +92,11 @@ def test_layer_results_are_transformers_hidden_states_before_the_final_layer_nor
     with torch.no_grad():
         normalised = wav2vec2.encoder.layer_norm(torch.from_numpy(expected[-1]))
     np.testing.assert_allclose(normalised.numpy(), golden["x_0"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["torch-export", "onnx"])
+def test_export_reproduces_the_reference_model(reference_model, golden, tmp_path, fmt):
+    assert export_difference(reference_model, golden["input_0"], fmt, tmp_path / "sls") <= 1e-5
 
 
 # --- the published key layout -------------------------------------------------------------------
