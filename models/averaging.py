@@ -37,9 +37,9 @@ def average_weights(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
             raise InputError(f"{printable_path(path)} and {printable_path(paths[0])} hold different tensors "
                              f"({', '.join(differ[:4])}{' ...' if len(differ) > 4 else ''}): not one model's epochs")
         for key, value in other.items():
-            if value.shape != first[key].shape:
-                raise InputError(f"{printable_path(path)}: {key} is {tuple(value.shape)}, "
-                                 f"{tuple(first[key].shape)} in {printable_path(paths[0])}")
+            if (value.shape, value.dtype) != (first[key].shape, first[key].dtype):
+                raise InputError(f"{printable_path(path)}: {key} is {tuple(value.shape)} {value.dtype}, "
+                                 f"{tuple(first[key].shape)} {first[key].dtype} in {printable_path(paths[0])}")
             total[key] = total[key] + value
     return {k: (v / len(paths)).to(v.dtype) for k, v in total.items()}
 

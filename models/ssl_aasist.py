@@ -14,39 +14,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.config import check
-from utils.errors import InputError
-
 from .aasist import GraphBackEnd, GraphConfig
 from .base import full_precision
-from .frontends.wav2vec2 import SSLConfig, Wav2Vec2FrontEnd, ssl_min_input_length
+from .frontends.wav2vec2 import XLSRConfig, XLSRCountermeasure
 from .layers import residual_encoder
 
 _STEM_POOL = 3  # max_pool2d (3, 3) after LL: the published model's only pooling before the graphs
 
 
 @dataclass(frozen=True, kw_only=True)
-class SSLAASISTConfig(GraphConfig):
-    """SSL-AASIST's `model_config`: the wav2vec 2.0 sizes (`ssl`, a preset name such as "xlsr_300m" or an object
-    of sizes) and the graph back end's keys, `filts[0]` being the width of `LL`."""
-    ssl: SSLConfig
-    ssl_pretrained: str = ""               # XLS-R weights to start from (HF folder or fairseq .pt)
-    freeze_ssl: bool = False               # train the back end only
-
+class SSLAASISTConfig(GraphConfig, XLSRConfig):
+    """SSL-AASIST's `model_config`: the front end's keys (`XLSRConfig`) and the graph back end's, `filts[0]` being
+    the width of `LL`."""
     FIRST_WIDTH = "LL_width"
+    MIN_FRAMES = 3  # the (3, 3) max-pool after LL
 
     def __post_init__(self):
-        super().__post_init__()
-        least = ssl_min_input_length(self.ssl.conv_feature_layers)
-        check(self.nb_samp >= least, "model_config.nb_samp", f"at least {least} (three wav2vec 2.0 frames)",
-              self.nb_samp)
+        GraphConfig.__post_init__(self)
+        XLSRConfig.__post_init__(self)
 
 
-class SSLAASIST(GraphBackEnd):
+class SSLAASIST(XLSRCountermeasure, GraphBackEnd):
     """SSL-AASIST countermeasure: raw 16 kHz waveform in, two class logits out (0 spoof, 1 bona fide).
-
-    `cfg.ssl_pretrained` is loaded by `models.build_model` (`load_pretrained`), not here: weights that replace
-    them all (a checkpoint, a resumed run) need not read them.
 
     The published score of an utterance is `logits[:, 1]`: higher means more likely bona fide.
     """
@@ -57,12 +46,10 @@ class SSLAASIST(GraphBackEnd):
     def __init__(self, cfg: SSLAASISTConfig | Mapping[str, Any]):
         super().__init__()
         cfg = self.validated(cfg)
-        self.nb_samp = cfg.nb_samp
-        self.min_samples = ssl_min_input_length(cfg.ssl.conv_feature_layers)
         filts = cfg.filts
         enc_dim = filts[-1][-1]
 
-        self.ssl_model = Wav2Vec2FrontEnd(cfg.ssl, freeze=cfg.freeze_ssl)
+        self._build_front_end(cfg)
         self.LL = nn.Linear(cfg.ssl.encoder_embed_dim, filts[0])
         self.first_bn = nn.BatchNorm2d(1)
         self.first_bn1 = nn.BatchNorm2d(enc_dim)
@@ -78,25 +65,6 @@ class SSLAASIST(GraphBackEnd):
         )
         self._build_graph(enc_dim, filts[0] // _STEM_POOL, cfg.gat_dims, cfg.pool_ratios, cfg.temperatures)
         self.stem_pool = nn.MaxPool2d((_STEM_POOL, _STEM_POOL))
-
-    def load_pretrained(self, cfg: SSLAASISTConfig) -> None:
-        """The XLS-R weights `cfg.ssl_pretrained` names, if any, into the front end."""
-        if cfg.ssl_pretrained:
-            try:
-                self.ssl_model.load_pretrained(cfg.ssl_pretrained)
-            except InputError as e:
-                raise InputError(f"model_config.ssl_pretrained: {e}") from None
-
-    def use_gradient_checkpointing(self) -> "SSLAASIST":
-        """Keep only each transformer layer's input in training and recompute the layer in the backward pass
-        (transformers' gradient checkpointing): less memory for XLS-R fine-tuning, about a third more compute.
-        Outputs and gradients are unchanged."""
-        model = self.ssl_model.model
-        if hasattr(model, "activation_checkpointing_enable"):  # its name from transformers 5.x on
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return self
 
     def forward(self, x: torch.Tensor, freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """

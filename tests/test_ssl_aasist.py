@@ -23,19 +23,12 @@ from models.frontends.wav2vec2 import XLSR_300M  # noqa: E402
 from utils.config import CLASS_WEIGHTS, config_from_dict, load_config  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 
+from helpers import one_thread  # noqa: E402,F401 (autouse: one thread in this module)
+from helpers import TINY_SSL, export_difference, train_and_evaluate  # noqa: E402
+
 SSL_KEYS = ("conv_feature_layers", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
             "encoder_attention_heads", "conv_pos", "conv_pos_groups", "final_dim", "latent_vars", "latent_groups")
 PREFIX = "ssl_model.model."
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread runs them as fast as two, and a busy machine does not stall it
-    (two threads waiting on each other there took 70x as long)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +93,7 @@ def test_plain_and_channels_last_formulations_give_the_same_logits(tiny_model_co
 
 @pytest.mark.parametrize("fmt", ["torch-export", "onnx"])
 def test_export_reproduces_the_reference_model(reference_model, golden, tmp_path, fmt):
-    if fmt == "onnx":
-        pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx onnxruntime)")
-        pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnx onnxruntime)")
-    from models.export import LogitsOnly, export_checked
-    diff = export_checked(LogitsOnly(reference_model).eval(), golden["input_0"], fmt, tmp_path / "ssl_aasist", 1e-5)
-    assert diff <= 1e-5 and (tmp_path / "ssl_aasist").is_file()
+    assert export_difference(reference_model, golden["input_0"], fmt, tmp_path / "ssl_aasist") <= 1e-5
 
 
 # --- the published key layout -------------------------------------------------------------------
@@ -314,9 +302,6 @@ def test_reading_needs_no_model(ref, tmp_path, published):
 
 # --- training ------------------------------------------------------------------------------------
 
-TINY_SSL = {"conv_feature_layers": [[16, 10, 5], [16, 3, 2], [16, 3, 2], [16, 3, 2], [16, 3, 2], [16, 2, 2], [16, 2, 2]],
-            "encoder_layers": 1, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4,
-            "conv_pos": 8, "conv_pos_groups": 4, "final_dim": 8, "latent_vars": 4, "latent_groups": 2}
 TINY_MODEL = {"architecture": "SSL_AASIST", "nb_samp": 8000, "ssl": TINY_SSL,
               "filts": [24, [1, 8], [8, 8], [8, 16], [16, 16]], "gat_dims": [16, 8],
               "pool_ratios": [0.5, 0.5, 0.5, 0.5], "temperatures": [2.0, 2.0, 100.0, 100.0]}
@@ -417,26 +402,9 @@ def test_shortest_input(tmp_path):
 
 
 def test_train_and_evaluate_scripts_run_ssl_aasist(repo_root, tmp_path):
-    from data_utils.demo import write_demo_corpus
-    write_demo_corpus(tmp_path / "LA", seed=0, scale=0.1)
-    config = json.loads((repo_root / "config" / "demo.json").read_text())
-    config.update(database_path=str(tmp_path / "LA"), model_config=TINY_MODEL, batch_size=8, num_epochs=1,
-                  num_workers=0, eval_batch_size=16)
-    (tmp_path / "tiny.json").write_text(json.dumps(config))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as one_thread, for the scripts
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, *args], cwd=repo_root, env=env, capture_output=True, text=True,
-                                timeout=300)
-        assert result.returncode == 0, result.stderr
-        return result
-
-    run("scripts/train.py", "--config", str(tmp_path / "tiny.json"), "--output_dir", str(tmp_path / "run"))
-    best = tmp_path / "run" / "weights" / "best.pth"
+    best, summary = train_and_evaluate(repo_root, tmp_path, TINY_MODEL)
     assert list(torch.load(best, weights_only=True))[3] == PREFIX + "mask_emb"  # saved in the published layout
-    run("scripts/evaluate.py", "--config", str(tmp_path / "tiny.json"), "--eval_set", "eval", "--model_path", str(best),
-        "--output_dir", str(tmp_path / "eval"), "--json", str(tmp_path / "eval.json"))
-    assert 0 <= json.loads((tmp_path / "eval.json").read_text())["eer_percent"] <= 100
+    assert 0 <= summary["eer_percent"] <= 100
 
 
 # --- configs -------------------------------------------------------------------------------------

@@ -11,9 +11,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from utils.config import check
+from utils.config import ModelConfig, check
 from utils.errors import InputError
 
+from ..base import Countermeasure
 from ..ssl_weights import PRETRAINING_ONLY, check_sizes, fairseq_to_hf, hf_to_fairseq, is_fairseq_name, read_pretrained
 
 # XLS-R 300M (Babu et al., 2021), the front end of the published SSL-AASIST: fairseq's xlsr2_300m.pt,
@@ -78,6 +79,62 @@ def ssl_min_input_length(conv_feature_layers: list, frames: int = 3) -> int:
     return length
 
 
+def ssl_frames(num_samples: int, conv_feature_layers: list) -> int:
+    """wav2vec 2.0 frames of a waveform of `num_samples` (the convolutions `[dim, kernel, stride]`, no padding):
+    XLS-R's 64,600 samples give 201 frames."""
+    frames = num_samples
+    for _, kernel, stride in conv_feature_layers:
+        frames = (frames - kernel) // stride + 1
+    return frames
+
+
+@dataclass(frozen=True, kw_only=True)
+class XLSRConfig(ModelConfig):
+    """The `model_config` keys of every model on this front end: the wav2vec 2.0 sizes (`ssl`, a preset name such
+    as "xlsr_300m" or an object of sizes), the weights to start from, and whether the front end trains.
+    A back end's config subclasses it with its own keys; `MIN_FRAMES` is the fewest frames its back end takes."""
+    ssl: SSLConfig
+    ssl_pretrained: str = ""               # XLS-R weights to start from (HF folder or fairseq .pt)
+    freeze_ssl: bool = False               # train the back end only
+
+    MIN_FRAMES: ClassVar[int] = 1
+
+    def __post_init__(self):
+        least = ssl_min_input_length(self.ssl.conv_feature_layers, self.MIN_FRAMES)
+        check(self.nb_samp >= least, "model_config.nb_samp",
+              f"at least {least} ({self.MIN_FRAMES} wav2vec 2.0 frame{'s' * (self.MIN_FRAMES > 1)})", self.nb_samp)
+
+
+class XLSRCountermeasure(Countermeasure):
+    """What the models on this front end share: the front end (`ssl_model`, the published attribute name), the
+    input lengths, loading the pretrained XLS-R weights, and gradient checkpointing of its transformer."""
+
+    def _build_front_end(self, cfg: XLSRConfig) -> None:
+        self.nb_samp = cfg.nb_samp
+        self.min_samples = ssl_min_input_length(cfg.ssl.conv_feature_layers, cfg.MIN_FRAMES)
+        self.ssl_model = Wav2Vec2FrontEnd(cfg.ssl, freeze=cfg.freeze_ssl)
+
+    def load_pretrained(self, cfg: XLSRConfig) -> None:
+        """The XLS-R weights `cfg.ssl_pretrained` names, if any, into the front end. `models.build_model` calls
+        it, not the constructor: weights that replace them all (a checkpoint, a resumed run) need not read them."""
+        if cfg.ssl_pretrained:
+            try:
+                self.ssl_model.load_pretrained(cfg.ssl_pretrained)
+            except InputError as e:
+                raise InputError(f"model_config.ssl_pretrained: {e}") from None
+
+    def use_gradient_checkpointing(self) -> "XLSRCountermeasure":
+        """Keep only each transformer layer's input in training and recompute the layer in the backward pass
+        (transformers' gradient checkpointing): less memory for XLS-R fine-tuning, about a third more compute.
+        Outputs and gradients are unchanged."""
+        model = self.ssl_model.model
+        if hasattr(model, "activation_checkpointing_enable"):  # its name from transformers 5.x on
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return self
+
+
 def _transformers():
     try:
         import transformers
@@ -136,6 +193,20 @@ class Wav2Vec2FrontEnd(nn.Module):
         (pre-LN), as fairseq's `model(x, mask=False, features_only=True)["x"]`; no waveform normalisation."""
         with torch.no_grad() if self.frozen else contextlib.nullcontext():
             return self.model.wav2vec2(x).last_hidden_state
+
+    def layer_results(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, T) waveform -> each transformer layer's output, (B, frames, E) each, first layer first: fairseq's
+        `layer_results` (transposed from its (frames, B, E)), taken *before* the encoder's final layer norm, which
+        only the last layer's output gets for `extract_feat`. These are transformers' `hidden_states[1:]`
+        (`hidden_states[0]` is the first layer's input); transformers 4.x replaced the last one by its
+        normalised value, which is refused here."""
+        with torch.no_grad() if self.frozen else contextlib.nullcontext():
+            out = self.model.wav2vec2(x, output_hidden_states=True)
+        layers = out.hidden_states[1:]
+        if layers[-1] is out.last_hidden_state:
+            raise InputError("every wav2vec 2.0 layer's output before the final layer norm needs transformers 5 or "
+                             "later (this one returns the last layer normalised): pip install -U transformers")
+        return layers
 
     def load_pretrained(self, path: str) -> None:
         """Load XLS-R (a Hugging Face folder or fairseq's .pt, `ssl_weights.read_pretrained`). The file's stated
