@@ -1,6 +1,6 @@
 """Build a model from its config; load published or own weights safely (`weights_only=True`) on any device."""
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 

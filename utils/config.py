@@ -22,7 +22,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from .errors import InputError
 
