@@ -69,7 +69,7 @@ def model_config_class(raw: Any) -> type:
         for key in raw:
             owners = [other for other, (c, _) in models.items() if key in {f.name for f in dataclasses.fields(c)}]
             if key not in own and owners:
-                raise InputError(f"model_config.{key} must be left out for {name} (it is {' and '.join(owners)}'s)")
+                raise InputError(f"model_config.{key} must be left out for {name} (a key of {', '.join(owners)})")
     return cls
 
 
