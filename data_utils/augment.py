@@ -34,12 +34,10 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 
+from data_utils.corpora import SAMPLE_RATE
 from data_utils.rawboost import ALGORITHMS, RawBoostParams, rawboost
 from utils.config import CODECS as CODEC_NAMES, AugmentationConfig
 from utils.errors import InputError
-
-
-SAMPLE_RATE = 16000  # Hz, as data_utils.dataset
 
 
 @dataclass(frozen=True)

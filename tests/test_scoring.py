@@ -82,7 +82,8 @@ def test_evaluate_cli_scores_la_tiny(tiny, reference_dir, repo_root, tmp_path, c
         + ["--compile"] * compiled,
         cwd=repo_root, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert f"note: replacing {earlier}" in result.stdout
+    assert f"note: {earlier} holds the scores of other weights" in result.stdout
+    assert earlier.read_text() == "LA_E_1 - bonafide 1.0\n"  # another model's file is never replaced
     metrics = json.loads(out.read_text())
     cm = read_cm_scores(metrics["score_file"])
     np.testing.assert_allclose(cm.scores, [expected[u] for u in cm.utt_ids], atol=1e-4, rtol=0)
