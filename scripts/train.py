@@ -1,4 +1,4 @@
-"""Train AASIST with the published recipe (spec section 8) on ASVspoof 2019 LA, or the demo corpus.
+"""Train AASIST with the published recipe (clovaai/aasist) on ASVspoof 2019 LA, or the demo corpus.
 
     python scripts/train.py --config config/config.json
     python scripts/train.py --config config/config.json --resume --output_dir exp_result/LA_config_ep100_bs24
