@@ -111,8 +111,11 @@ def score_with_model(args, config, failed: list[str]):
     if not dist_info.is_main:
         return None
     if scored.score_file is not None:
-        evaluation.record_owner(score_file, model_path, digest)
         print(f"scores: {score_file}")
+        try:
+            evaluation.record_owner(score_file, model_path, digest)
+        except InputError as e:
+            failed.append(f"{e}; the scores' weights were not recorded")
     return scored
 
 
