@@ -1,4 +1,5 @@
-"""ASVspoof 2019 LA data path: protocols, audio, crop/pad and datasets (see ``dataset.py``)."""
+"""The data path: a training corpus's splits, audio, crop/pad and datasets (``dataset.py``); the corpora and
+their official figures (``corpora/``); evaluation on any corpus (``evaluation.py``)."""
 from data_utils.dataset import (
     KEYS,
     SAMPLE_RATE,

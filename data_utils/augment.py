@@ -34,12 +34,10 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 
+from data_utils.corpora import SAMPLE_RATE
 from data_utils.rawboost import rawboost
 from utils.config import CODECS, AugmentationConfig
 from utils.errors import InputError
-
-
-SAMPLE_RATE = 16000  # Hz, as data_utils.dataset
 
 # Child streams of an utterance's seed (numpy SeedSequence spawn keys); the crop uses the seed itself.
 _RAWBOOST_STREAM, _CODEC_STREAM = 0, 1

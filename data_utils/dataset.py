@@ -1,14 +1,10 @@
-"""ASVspoof 2019 LA data path: protocol files, audio loading, crop/pad, and the datasets AASIST reads.
-
-Layout under ``database_path`` (the corpus as distributed)::
-
-    ASVspoof2019_LA_{train,dev,eval}/flac/<UTT_ID>.flac
-    ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.{train.trn,dev.trl,eval.trl}.txt
-    ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.{dev,eval}.gi.trl.scores.txt
+"""The data path: a training corpus's splits (``data_utils.corpora``), audio loading, crop/pad, and the datasets
+AASIST reads.
 
 Waveforms are soundfile's float64 samples in [-1, 1] cast to float32, with no other normalisation.
-Training takes a random window of ``nb_samp`` samples; dev and eval take the first ``nb_samp``. Both
-repeat a shorter signal end to end and cut it, as the published code does.
+Training takes a random window of ``nb_samp`` samples, or the first ``nb_samp`` where the recipe says so
+(``train_crop``); dev and eval take the first ``nb_samp``. All repeat a shorter signal end to end and cut
+it, as the published code does.
 """
 import functools
 import math
@@ -24,17 +20,14 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from data_utils.augment import Augmenter
-from data_utils.corpora import get_corpus
-from utils.config import AugmentationConfig
+from data_utils.corpora import SAMPLE_RATE, SplitPaths, Trials, get_corpus
+from utils.config import TRAIN_CROPS, AugmentationConfig
 from utils.errors import InputError
-from utils.score_files import ASVScores, read_asv_scores
+from utils.score_files import CM_LABELS, ASVScores, read_asv_scores
 
-SAMPLE_RATE = 16000  # Hz; the sinc front-end's filters are designed for it
-SPLITS = ("train", "dev", "eval")
-LA2019 = "asvspoof2019_la"  # the corpus of this module's layout; data_utils/corpora.py has the others
-KEYS = ("spoof", "bonafide")  # index = class label: 0 spoof, 1 bona fide
-
-_PROTOCOL_SUFFIX = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
+LA2019 = "asvspoof2019_la"  # the corpus AASIST was published on, and the default of a config's "corpus"
+SPLITS = get_corpus(LA2019).splits
+KEYS = CM_LABELS[::-1]  # index = class label: 0 spoof, 1 bona fide
 
 
 @dataclass(frozen=True)
@@ -60,26 +53,9 @@ class ProtocolEntry:
         return KEYS.index(self.key)
 
 
-@dataclass(frozen=True)
-class SplitPaths:
-    """Where one split's audio, CM protocol and (dev/eval only) ASV scores lie."""
-
-    audio_dir: Path
-    protocol: Path
-    asv_scores: Path | None
-
-
 def split_paths(database_path: str | os.PathLike, split: str) -> SplitPaths:
-    """Standard paths of ``split`` ('train', 'dev' or 'eval') under ``database_path``."""
-    if split not in SPLITS:
-        raise InputError(f"split must be one of {SPLITS}, got {split!r}")
-    root = Path(database_path)
-    asv_scores = root / "ASVspoof2019_LA_asv_scores" / f"ASVspoof2019.LA.asv.{split}.gi.trl.scores.txt"
-    return SplitPaths(
-        audio_dir=root / f"ASVspoof2019_LA_{split}" / "flac",
-        protocol=root / "ASVspoof2019_LA_cm_protocols" / f"ASVspoof2019.LA.cm.{_PROTOCOL_SUFFIX[split]}.txt",
-        asv_scores=None if split == "train" else asv_scores,  # the organisers give no ASV scores for train
-    )
+    """Standard paths of an ASVspoof 2019 LA ``split`` ('train', 'dev' or 'eval') under ``database_path``."""
+    return get_corpus(LA2019).paths(database_path, split)
 
 
 def audio_path(audio_dir: str | os.PathLike, utt_id: str) -> Path:
@@ -87,39 +63,21 @@ def audio_path(audio_dir: str | os.PathLike, utt_id: str) -> Path:
     return Path(audio_dir) / f"{utt_id}.flac"
 
 
+def protocol_entries(trials: Trials) -> list[ProtocolEntry]:
+    """The trials of a training corpus's split (``Corpus.split_trials``) as protocol entries."""
+    return [ProtocolEntry(*row) for row in zip(trials.factors["speaker"].tolist(), trials.ids.tolist(),
+                                               trials.factors["attack"].tolist(), trials.labels.tolist())]
+
+
 def read_protocol(path: str | os.PathLike) -> list[ProtocolEntry]:
-    """Parse a CM protocol file, one entry per non-blank line, in file order.
+    """Parse an ASVspoof 2019 LA CM protocol file, one entry per non-blank line, in file order.
 
     Raises:
         InputError: the file is missing or unreadable, has no entries, or a line does not have five
             fields, has a KEY other than bonafide/spoof, or repeats an earlier line's UTT_ID (the message
             gives the file and line number).
     """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read protocol file {path}: {e}") from None
-    entries, line_of = [], {}  # line_of: utt_id -> the line it is on
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        where = f"{path}, line {line_no}"
-        if len(fields) != 5:
-            raise InputError(f"{where}: expected 5 fields 'SPEAKER UTT_ID - ATTACK KEY', got {len(fields)}: {line!r}")
-        # The third field is '-' throughout 2019 LA (other editions put an environment id there); it is unused.
-        speaker, utt_id, _, attack, key = fields
-        if utt_id in line_of:  # a repeated trial would be scored twice and move the EER
-            raise InputError(f"{where}: utterance id {utt_id!r} is already on line {line_of[utt_id]}")
-        line_of[utt_id] = line_no
-        try:
-            entries.append(ProtocolEntry(speaker, utt_id, attack, key))
-        except InputError as e:
-            raise InputError(f"{where}: {e}") from None
-    if not entries:
-        raise InputError(f"protocol file {path} has no entries")
-    return entries
+    return protocol_entries(get_corpus(LA2019).read_keys(path))
 
 
 def read_mono(path: str | os.PathLike, frames: int = -1) -> tuple[np.ndarray, int]:
@@ -378,9 +336,11 @@ class _Utterances(Dataset):
 
 
 class TrainDataset(_Utterances):
-    """Training items: a random ``nb_samp`` window of each utterance, augmented first where ``augment`` is
+    """Training items: a window of ``nb_samp`` samples of each utterance, augmented first where ``augment`` is
     given (the whole utterance, before the crop, as RawBoost was published), and its label.
 
+    The window is the recipe's ``crop``: "random", at a uniformly random offset (AASIST's published loader);
+    "first", the first ``nb_samp`` samples, repeat-padded when shorter (SSL-AASIST's published loader).
     Each file is read when its item is requested. Index it with ``(index, crop_seed)`` pairs from
     :class:`TrainSampler`: the crop, and every draw of the augmentation, then depend only on the run's
     seed, the epoch and the item, not on which worker reads it, so runs are reproducible and a resumed run
@@ -389,9 +349,11 @@ class TrainDataset(_Utterances):
     """
 
     def __init__(self, entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, nb_samp: int,
-                 augment: Augmenter | None = None):
+                 augment: Augmenter | None = None, crop: str = "random"):
         super().__init__(entries, audio_dir, nb_samp)
-        self.augment = augment
+        if crop not in TRAIN_CROPS:
+            raise ValueError(f"crop must be one of {TRAIN_CROPS}, got {crop!r}")
+        self.augment, self.crop = augment, crop
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         """Returns: waveform (nb_samp,) float32, label (1 bona fide, 0 spoof)."""
@@ -399,6 +361,8 @@ class TrainDataset(_Utterances):
         x = self.read(index)
         if self.augment is not None:
             x = self.augment(x, crop_seed if crop_seed is not None else int(np.random.randint(2**63)))
+        if self.crop == "first":
+            return torch.from_numpy(pad_repeat(x, self.nb_samp)), self.entries[index].label
         rng = None if crop_seed is None else np.random.default_rng(crop_seed)
         return torch.from_numpy(random_crop(x, self.nb_samp, rng)), self.entries[index].label
 
@@ -446,41 +410,36 @@ class Split:
 
     dataset: TrainDataset | EvalDataset
     asv: ASVScores | None = None
+    trials: Trials | None = None
 
 
 def load_split(database_path: str | os.PathLike, split: str, nb_samp: int,
                asv_score_path: str | os.PathLike | None = None, asv_required: bool = False,
-               corpus: str = LA2019, augmentation: AugmentationConfig | None = None) -> Split:
+               corpus: str = LA2019, augmentation: AugmentationConfig | None = None,
+               train_crop: str = "random") -> Split:
     """Read a split's protocol, check it (``check_split``: before any long job), and read the ASV
     scores for its min t-DCF.
 
     Args:
         asv_score_path: the ASV score file; where it does not exist the split has no ASV scores, unless
             ``asv_required``, which makes that an error.
-        corpus: ``asvspoof2019_la`` (the layout above) or a corpus of ``data_utils.corpora`` that has
-            training splits (``asvspoof5``).
+        corpus: a corpus of ``data_utils.corpora`` that has training splits (``asvspoof2019_la``,
+            ``asvspoof5``).
         augmentation: the config's ``augmentation``, for the train split; dev and eval ignore it (they
             are never augmented). Its codecs are checked here, so a missing one stops the run at start-up.
+        train_crop: the config's ``train_crop``, for the train split (``TrainDataset``'s ``crop``).
     """
     augment = Augmenter.from_config(augmentation) if split == "train" else None
-    if corpus == LA2019:
-        paths = split_paths(database_path, split)
-        entries = read_protocol(paths.protocol)
-    else:
-        handler = get_corpus(corpus)
-        if not hasattr(handler, "split_protocol"):
-            raise InputError(f"corpus {corpus!r} has no training splits (train on {LA2019} or asvspoof5; "
-                             "evaluate on it with evaluate.py --corpus)")
-        rows, protocol, audio_dir = handler.split_protocol(database_path, split)
-        entries, paths = [ProtocolEntry(*row) for row in rows], SplitPaths(audio_dir, protocol, None)
+    trials, audio_dir = get_corpus(corpus).split_trials(database_path, split)
+    entries, paths = protocol_entries(trials), SplitPaths(audio_dir, Path(trials.path), None)
     check_split(split, paths, entries)
     if split == "train":
-        return Split(TrainDataset(entries, paths.audio_dir, nb_samp, augment))
+        return Split(TrainDataset(entries, paths.audio_dir, nb_samp, augment, train_crop), trials=trials)
     asv = None
     if asv_score_path is not None:
         if asv_required or Path(asv_score_path).is_file():
             asv = read_asv_scores(asv_score_path)
-    return Split(EvalDataset(entries, paths.audio_dir, nb_samp), asv)
+    return Split(EvalDataset(entries, paths.audio_dir, nb_samp), asv, trials)
 
 
 class AudioFiles(Dataset):

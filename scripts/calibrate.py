@@ -4,7 +4,7 @@ A 2019-LA-format CM score file (lines ``UTT_ID SOURCE KEY SCORE``):
 
     python scripts/calibrate.py --scores DEV_SCORES.txt --out calib.json
 
-A corpus's score file with its keys (the formats of data_utils/corpora.py, e.g. ASVspoof 5 track 1):
+A corpus's score file with its keys (the formats of data_utils/corpora/, e.g. ASVspoof 5 track 1):
 
     python scripts/calibrate.py --scores dev_scores.tsv --corpus asvspoof5 \
         --keys ASVspoof5.dev.track_1.tsv --out calib.json
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dev score file: 'UTT_ID SOURCE KEY SCORE' lines, or with --corpus that corpus's format")
     parser.add_argument("--out", type=Path, required=True, help="the calibration JSON to write")
     parser.add_argument("--corpus", help="read --scores in this corpus's format: asvspoof5, asvspoof2021_la, "
-                                         "asvspoof2021_df or in_the_wild (data_utils/corpora.py)")
+                                         "asvspoof2021_df or in_the_wild (data_utils/corpora/)")
     parser.add_argument("--keys", type=Path, help="with --corpus: its key file (or keys folder) as released")
     parser.add_argument("--subset", help="with --corpus, for ASVspoof 2021: the subset to fit on (default eval)")
     parser.add_argument("--p_target", type=float, default=ASV5_P_TARGET,

@@ -87,7 +87,7 @@ def train_in(run_dir: Path, config: Config, seed: int, checkpoint: dict | None, 
     # (swa_max_dev_eer 0 admits an epoch of 0 % dev EER).
     names = ("train", "dev", "eval")
     splits = {name: load_split(root, name, nb_samp, asv_paths.get(name), corpus=config.corpus,
-                               augmentation=config.augmentation) for name in names}
+                               augmentation=config.augmentation, train_crop=config.train_crop) for name in names}
     for name in names[1:]:
         if splits[name].asv is None:
             say(dist_info, f"note: no ASV scores at {asv_paths[name]}: {name} min t-DCF is not computed, EER only")

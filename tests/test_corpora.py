@@ -378,3 +378,107 @@ def test_track2_metrics_by_hand():
 def test_trials_check_their_lengths():
     with pytest.raises(ValueError, match="differ in length"):
         Trials(ids=["a", "b"], labels=["bonafide"], audio_ids=["a", "b"])
+
+
+# ---- what the official packages accept beyond the reference files ---------------------------------------------
+
+def test_track2_dummy_trials_are_joined_then_dropped(tmp_path, corpora_dir):
+    # evaluation_full.py joins the scores to the full key, then drops the rows tagged dummy: a submission and
+    # the organisers' ASV file may hold dummy trials, and the figures are those without them.
+    folder = corpora_dir / "asvspoof5_track2"
+    key = write(tmp_path / "key.txt", (folder / "sasv_fullkey.txt").read_text()
+                + "E_9999 E_0000009999 spoof spoof A23 C07 dummy\nE_9998 E_0000009998 bonafide target bonafide - dummy\n")
+    scores = write(tmp_path / "sasv.tsv", (folder / "sasv_score.tsv").read_text()
+                   + "E_9999\tE_0000009999\t5.0\t5.0\t5.0\n")  # one dummy trial scored, the other not
+    asv = write(tmp_path / "asv.tsv", (folder / "asv_org_score.tsv").read_text() + "E_9999\tE_0000009999\t3.0\n")
+    got = evaluate_score_file("asvspoof5_sasv", scores, key, asv_scores=asv)
+    want = golden(corpora_dir, "asvspoof5_track2")
+    for name in ("a_dcf", "min_tdcf", "t_eer_percent"):
+        assert_figure(got[name], want["pooled"][name], f"pooled {name}")
+        table = want["full_with_asv_org"]
+        assert_table(got["tables"][name], table[name], f"track 2 {name}", table["rows_attack"], table["cols_codec"])
+    assert got["n_spoof"] == get_corpus("asvspoof5_sasv").read_keys(folder / "sasv_fullkey.txt").labels.tolist().count(
+        "spoof")
+    with pytest.raises(InputError, match=r"1 trial id\(s\) that are not in .*: E_7 E_7"):  # not in the key at all
+        evaluate_score_file("asvspoof5_sasv", write(tmp_path / "x.tsv", scores.read_text() + "E_7\tE_7\t1\t1\t1\n"), key)
+
+
+def test_2021_asv_scores_without_the_key_suffixes_pair_by_row(tmp_path, corpora_dir, capsys):
+    # The 2021 package pairs ASV scores with the ASV key by row; its notebook's user file is
+    # "LA_0007 LA_E_5013670 -9.836706", without the key's "-codec-trans" suffixes and "LA2021-" prefixes.
+    folder = corpora_dir / "asvspoof2021_LA"
+    lines = (folder / "keys/LA/ASV/ASVTorch_Kaldi/score.txt").read_text().splitlines()
+    plain = ["{} {} {}".format(*(x.removeprefix("LA2021-").split("-")[0] for x in line.split()[:2]), line.split()[2])
+             for line in lines]
+    assert plain != lines
+    asv = write(tmp_path / "asv.txt", "\n".join(plain) + "\n")
+    got = evaluate_score_file("asvspoof2021_la", folder / "score.txt", folder / "keys", asv_scores=asv)
+    summary = json.loads((corpora_dir / "summary.json").read_text())["asvspoof2021_LA"]
+    assert_figure(got["min_tdcf"], summary["eval_pooled_min_tdcf"], "pooled min t-DCF")
+    assert "paired row by row" in capsys.readouterr().out  # says what was done
+    swapped = write(tmp_path / "asv.txt", "\n".join([plain[1], plain[0]] + plain[2:]) + "\n")
+    with pytest.raises(InputError, match=r"asv\.txt, line 1: 2 row\(s\) differ from"):  # ids still checked
+        evaluate_score_file("asvspoof2021_la", folder / "score.txt", folder / "keys", asv_scores=swapped)
+
+
+def test_2021_la_cell_with_a_negative_c1_is_reported(tmp_path):
+    # An ASV system poor enough in one condition (EER 90 %) makes C1 negative there; the full package's
+    # eval_wrapper.get_mintDCF_eer still computes the cell: min_k (C0 + C1 Pmiss + C2 Pfa) / (C0 + min(C1, C2)).
+    from data_utils.corpora.asvspoof2021 import AsvScores
+    from utils.metrics import asv_error_rates, compute_det_curve, compute_tdcf_c012
+    bonafide, spoof = np.array([1.0, 2.0, 3.0, 0.2]), np.array([0.0, 1.5, -1.0, 2.5])
+    cm = Trials(ids=[f"c{i}" for i in range(8)], labels=["bonafide"] * 4 + ["spoof"] * 4, audio_ids=[""] * 8,
+                factors={"attack": ["bonafide"] * 4 + ["A07"] * 4, "codec": ["none"] * 8, "subset": ["eval"] * 8},
+                subset="eval")
+    tar, non, spf = np.arange(10.0), np.arange(10.0, 20.0), np.array([5.0, 15.0])  # targets below non-targets
+    labels = ["target"] * 10 + ["nontarget"] * 10 + ["spoof"] * 2
+    asv = Trials(ids=[f"a{i}" for i in range(22)], labels=labels, audio_ids=[""] * 22,
+                 factors={"attack": ["bonafide"] * 20 + ["A07"] * 2, "codec": ["none"] * 22, "subset": ["eval"] * 22},
+                 subset="eval")
+    got = get_corpus("asvspoof2021_la").metrics(np.concatenate([bonafide, spoof]), cm,
+                                                AsvScores(asv, np.concatenate([tar, non, spf])))
+    pfa, pmiss, _, pfa_spoof = asv_error_rates(tar, non, spf)
+    c0, c1, c2 = compute_tdcf_c012(pfa, pmiss, pfa_spoof)
+    assert c1 < 0
+    pmiss_cm, pfa_cm, _ = compute_det_curve(bonafide, spoof)
+    want = np.min((c0 + c1 * pmiss_cm + c2 * pfa_cm) / (c0 + min(c1, c2)))
+    assert_figure(got["min_tdcf"], want, "pooled min t-DCF")
+    assert_figure(got["tables"]["min_tdcf"]["values"][0][0], want, "A07 x C1")
+
+
+def test_a_new_corpus_is_one_class_and_one_registry_line(tmp_path, monkeypatch):
+    # Adding a corpus: a Corpus subclass (here, a two-column key file) and its entry in CORPORA; scoring,
+    # evaluate_score_file and the report need nothing else.
+    from data_utils.corpora import Corpus, registry
+    from data_utils.corpora.common import check_key_rows, counts, join_scores, read_rows, write_id_score_lines
+    from utils.metrics import compute_eer
+
+    class Tiny(Corpus):
+        name, audio_dirs = "tiny", ("wav",)
+
+        def read_keys(self, keys_path, subset=None):
+            rows = read_rows(keys_path, "tiny key file", ("file", "label"))
+            check_key_rows(rows, rows.column("file"), rows.column("label"), ("bonafide", "spoof"))
+            return Trials(ids=rows.column("file"), labels=rows.column("label"), audio_ids=rows.column("file"),
+                          path=rows.path)
+
+        def read_scores(self, path, trials):
+            rows = read_rows(path, "tiny score file", ("file", "score"))
+            return join_scores(rows, rows.column("file"), trials, ("score",))[:, 0]
+
+        def write_scores(self, path, ids, scores):
+            write_id_score_lines(path, ids, scores)
+
+        def metrics(self, scores, trials, extra=None):
+            bona, spoof = scores[trials.labels == "bonafide"], scores[trials.labels == "spoof"]
+            return {"corpus": self.name, "subset": None, **counts(trials),
+                    "eer_percent": 100 * compute_eer(bona, spoof)[0], "tables": {}}
+
+    monkeypatch.setitem(registry.CORPORA, "tiny", Tiny())
+    keys = write(tmp_path / "keys.txt", "a bonafide\nb bonafide\nc spoof\nd spoof\n")
+    get_corpus("tiny").write_scores(tmp_path / "s.txt", ["d", "c", "b", "a"], [0.1, 0.3, 0.2, 0.9])
+    got = evaluate_score_file("tiny", tmp_path / "s.txt", keys)
+    assert got["eer_percent"] == pytest.approx(50.0) and got["n_bonafide"] == 2
+    assert "EER (%):" in get_corpus("tiny").report(got)
+    with pytest.raises(InputError, match="corpus 'tiny' has no training splits"):
+        get_corpus("tiny").split_trials(tmp_path, "train")

@@ -285,3 +285,37 @@ def test_check_audio_exists_reports_count_and_first_few(tmp_path: Path) -> None:
     assert "7 of 8 audio files" in message and str(tmp_path) in message
     assert all(f"LA_T_{i:07d}.flac" in message for i in range(1, 6))
     assert "LA_T_0000006" not in message and "LA_T_0000000" not in message
+
+
+# --- the training crop is part of the recipe ---------------------------------------------------------
+
+
+def test_ssl_recipes_train_on_the_first_samples_after_rawboost(repo_root, tmp_path: Path) -> None:
+    # The published SSL-AASIST loader (data_utils_SSL.Dataset_ASVspoof2019_train): RawBoost, then pad(x, 64600),
+    # the first 64,600 samples (repeated when shorter); AASIST's takes a random window.
+    from data_utils.augment import Augmenter
+    from utils.config import load_config
+    for name, crop in (("SSL_AASIST_LA", "first"), ("SSL_AASIST_DF", "first"), ("config", "random"),
+                       ("AASIST-L", "random")):
+        assert load_config(repo_root / "config" / f"{name}.json").train_crop == crop, name
+    rng = np.random.default_rng(0)
+    write_flac(tmp_path / "long.flac", rng.uniform(-0.5, 0.5, 2000))
+    write_flac(tmp_path / "short.flac", rng.uniform(-0.5, 0.5, 300))
+    entries = [ProtocolEntry("LA_0001", "long", "-", "bonafide"), ProtocolEntry("LA_0002", "short", "A01", "spoof")]
+    augment = Augmenter(rawboost_algo=5)
+    first = TrainDataset(entries, tmp_path, nb_samp=1000, augment=augment, crop="first")
+    for index, name in enumerate(("long", "short")):
+        x, _ = first[(index, 1234)]
+        boosted = augment(load_audio(tmp_path / f"{name}.flac"), 1234)
+        np.testing.assert_array_equal(x.numpy(), pad_repeat(boosted, 1000))
+    windows = {TrainDataset(entries, tmp_path, nb_samp=1000)[(0, seed)][0].numpy()[0] for seed in range(20)}
+    assert len(windows) > 1  # "random" (the default) still moves the window
+
+
+def test_an_unknown_train_crop_is_refused(repo_root, tmp_path: Path) -> None:
+    import json
+    from utils.config import load_config
+    config = json.loads((repo_root / "config" / "config.json").read_text())
+    (tmp_path / "c.json").write_text(json.dumps({**config, "train_crop": "middle"}))
+    with pytest.raises(InputError, match=r"c\.json: train_crop must be 'random' or 'first'"):
+        load_config(tmp_path / "c.json")

@@ -134,3 +134,13 @@ def test_plot_writes_det_curve_and_histograms(repo_root, tmp_path):
     for name in ("det_curve.png", "score_histograms.png"):
         png = tmp_path / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("same_as", ["--scores", "--asv_scores"])
+def test_an_output_that_is_an_input_is_refused_before_anything_is_written(repo_root, tmp_path, same_as):
+    cm, asv = write(tmp_path, "cm.txt", CM_LINES), write(tmp_path, "asv.txt", ASV_LINES)
+    target = cm if same_as == "--scores" else asv
+    result = run_cli(repo_root, "--scores", cm, "--asv_scores", asv, "--json", target)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == f"error: --json {target} is also {same_as}: choose another path for --json\n"
+    assert (cm.read_text(), asv.read_text()) == (CM_LINES, ASV_LINES)  # the inputs are as they were

@@ -82,7 +82,8 @@ def test_evaluate_cli_scores_la_tiny(tiny, reference_dir, repo_root, tmp_path, c
         + ["--compile"] * compiled,
         cwd=repo_root, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert f"note: replacing {earlier}" in result.stdout
+    assert f"note: {earlier} holds the scores of other weights" in result.stdout
+    assert earlier.read_text() == "LA_E_1 - bonafide 1.0\n"  # another model's file is never replaced
     metrics = json.loads(out.read_text())
     cm = read_cm_scores(metrics["score_file"])
     np.testing.assert_allclose(cm.scores, [expected[u] for u in cm.utt_ids], atol=1e-4, rtol=0)
@@ -99,3 +100,32 @@ def test_evaluate_cli_model_errors(repo_root, tmp_path):
     assert "Traceback" not in missing.stderr
     both = run("--config", "config/config.json", "--scores", "s.txt")
     assert both.returncode == 2 and "either --config" in both.stderr
+
+
+def test_two_runs_best_pth_scored_into_one_folder_never_collide(tiny, reference_dir, repo_root, tmp_path):
+    # Every run writes weights/best.pth: scoring two runs into one folder must keep both score files.
+    root, _ = tiny
+    runs = {}
+    for run, (config, weights) in {"run1": ("config/AASIST-L.json", "AASIST-L.pth"),
+                                   "run2": ("config/config.json", "AASIST.pth")}.items():
+        (tmp_path / run / "weights").mkdir(parents=True)
+        shutil.copy(reference_dir / "weights" / weights, tmp_path / run / "weights" / "best.pth")
+        runs[run] = config
+    out = tmp_path / "scores"
+
+    def evaluate(run):
+        result = subprocess.run(
+            [sys.executable, "scripts/evaluate.py", "--config", runs[run], "--database_path", str(root),
+             "--model_path", str(tmp_path / run / "weights" / "best.pth"), "--output_dir", str(out),
+             "--device", "cpu", "--json", str(tmp_path / f"{run}.json")],
+            cwd=repo_root, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return json.loads((tmp_path / f"{run}.json").read_text())["score_file"], result.stdout
+
+    first, _ = evaluate("run1")
+    before = open(first).read()
+    second, stdout = evaluate("run2")
+    assert second != first and open(first).read() == before  # the first model's scores are kept
+    assert f"note: {first} holds the scores of other weights" in stdout
+    assert evaluate("run2")[0] == second  # the same weights find their own file again
+    assert sorted(p.name for p in out.glob("*_scores.txt")) == sorted([first.split("/")[-1], second.split("/")[-1]])

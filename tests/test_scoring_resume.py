@@ -172,3 +172,95 @@ def test_a_work_folder_is_refused_without_resume_and_resumed_only_by_the_same_jo
 
     _, items = job(out, resume=True)
     assert items == 0 and len(out.read_text().splitlines()) == N and not parts.exists()
+
+
+# --- a resumed job is the same job, and damage is found before any scoring ------------------------------------
+
+def crashed_job(out, **kwargs):
+    """A job killed after its last chunk, before the final file: all 7 chunks on disk."""
+    def crash(path, ids, scores):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        score_to_file(Net(), Items(), out, crash, BATCH, CPU, chunk_size=CHUNK, **kwargs)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_chunk_is_found_before_the_rest_is_scored(tmp_path, damage):
+    out, parts = tmp_path / "scores.txt", tmp_path / "scores.txt.parts"
+    crashed_job(out)
+    (parts / "48-50.npz").unlink()  # one chunk left to score
+    chunk = parts / "08-16.npz"
+    chunk.write_bytes(chunk.read_bytes()[:40] if damage == "truncated" else b"")
+    model = Net()
+    with pytest.raises(InputError, match=re.escape(f"chunk file {chunk} is missing or damaged")):
+        score_to_file(model, Items(), out, write_lines, BATCH, CPU, resume=True, chunk_size=CHUNK)
+    assert model.items == 0 and not out.exists()  # nothing scored, nothing written
+
+
+@pytest.mark.parametrize("record", ["[1]", "{", ""])
+def test_a_malformed_job_record_is_named(tmp_path, record):
+    out, parts = tmp_path / "scores.txt", tmp_path / "scores.txt.parts"
+    crashed_job(out)
+    (parts / "job.json").write_text(record)
+    with pytest.raises(InputError, match=re.escape(f"cannot resume from {parts}: ") + ".*job.json"):
+        score_to_file(Net(), Items(), out, write_lines, BATCH, CPU, resume=True, chunk_size=CHUNK)
+    assert len(chunk_files(parts)) == 7  # the chunks are kept
+
+
+def itw_release(tmp_path, n=12, order=None):
+    """n short 16 kHz wav files in an In-the-Wild layout and a meta.csv listing them (in `order`)."""
+    import soundfile as sf
+    root = tmp_path / "release"
+    (root / "release_in_the_wild").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        sf.write(root / "release_in_the_wild" / f"{i}.wav", rng.uniform(-0.5, 0.5, 3000), 16000, subtype="PCM_16")
+    rows = [f"{i}.wav,S {i},{'bona-fide' if i % 3 else 'spoof'}" for i in (order or range(n))]
+    keys = root / "release_in_the_wild" / "meta.csv"
+    keys.write_text("file,speaker,label\n" + "\n".join(rows) + "\n")
+    return root, keys
+
+
+def corpus_job(root, keys, out, nb_samp=NB_SAMP, resume=False, writer=None):
+    """evaluate.py's scoring of a key file, with `Net` (what `data_utils.evaluation.score_keys` runs)."""
+    from data_utils.corpora import get_corpus
+    from data_utils.evaluation import scoring_trials, score_keys
+    corpus = get_corpus("in_the_wild")
+    if writer is not None:
+        corpus = SimpleNamespace(audio_paths=corpus.audio_paths, score_writer=lambda trials: writer, name=corpus.name)
+    config = SimpleNamespace(model_config=SimpleNamespace(nb_samp=nb_samp), loader_workers=lambda: 0)
+    model = Net()
+    trials = scoring_trials(get_corpus("in_the_wild"), keys, "eval")
+    return score_keys(corpus, trials, root, config, lambda: (model, SimpleNamespace(precision="fp32")), out, BATCH,
+                      CPU, DistInfo(), resume), model
+
+
+def test_a_resume_with_other_inputs_is_refused_and_loses_nothing(tmp_path):
+    root, keys = itw_release(tmp_path)
+    out, parts = tmp_path / "scores.txt", tmp_path / "scores.txt.parts"
+
+    def crash(path, ids, scores):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        corpus_job(root, keys, out, writer=crash)
+    kept = sorted(parts.iterdir())
+    cases = {"nb_samp 64 (now 48)": dict(nb_samp=48),
+             "other trials (or another order of them)": dict(keys=itw_release(tmp_path / "b", order=[1, 0, *range(2, 12)])[1]),
+             "audio_root": dict(root=itw_release(tmp_path / "c")[0])}
+    for message, change in cases.items():
+        args = {"root": root, "keys": keys, "nb_samp": NB_SAMP, **change}
+        with pytest.raises(InputError, match=re.escape(f"cannot resume from {parts}: it was started with ")
+                           + ".*" + re.escape(message)):
+            corpus_job(args["root"], args["keys"], out, args["nb_samp"], resume=True)
+        assert sorted(parts.iterdir()) == kept and not out.exists()  # no chunk deleted, no file written
+    scores, model = corpus_job(root, keys, out, resume=True)
+    assert model.items == 0 and len(out.read_text().splitlines()) == 12
+
+
+def test_a_key_id_with_white_space_is_refused_before_scoring(tmp_path):
+    from data_utils.corpora import get_corpus
+    from data_utils.evaluation import scoring_trials
+    _, keys = itw_release(tmp_path, n=2)
+    keys.write_text("file,speaker,label\n0.wav,A,spoof\nmy file.wav,B,bona-fide\n")
+    with pytest.raises(InputError, match=r"meta\.csv: trial id 'my file\.wav' is empty or holds white space"):
+        scoring_trials(get_corpus("in_the_wild"), keys, "eval")

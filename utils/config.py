@@ -29,6 +29,7 @@ from .errors import InputError
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("cosine", "multistep", "sgdr", "keras_decay", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
+TRAIN_CROPS = ("random", "first")  # Config.train_crop
 CLASS_WEIGHTS = (0.1, 0.9)  # spoof, bona fide: the published weighted cross-entropy
 DEFAULT_NB_SAMP = 64600  # samples (~4 s at 16 kHz) the model takes: the published model_config's nb_samp
 
@@ -274,6 +275,10 @@ class Config:
     # reads optim_config alone. Accepted so that the file loads unchanged, and they must agree with it.
     lr: Optional[float] = None
     weight_decay: Optional[float] = None
+    # The training input, part of the recipe: "random", a uniformly random window of nb_samp samples (AASIST's
+    # published loader); "first", the first nb_samp samples after augmentation, repeat-padded when shorter
+    # (SSL-AASIST's published data_utils_SSL.Dataset_ASVspoof2019_train, pad(x, 64600)).
+    train_crop: str = "random"
 
     def scoring_batch_size(self) -> int:
         """The batch dev, eval and other sets are scored in: `eval_batch_size`, else the training batch."""
@@ -293,6 +298,7 @@ class Config:
             raise InputError(f"track: only 'LA' (ASVspoof 2019 logical access) is implemented, got {self.track!r}")
         for key in ("batch_size", "num_epochs"):
             _check(getattr(self, key) > 0, key, "positive", getattr(self, key))
+        _check(self.train_crop in TRAIN_CROPS, "train_crop", " or ".join(map(repr, TRAIN_CROPS)), self.train_crop)
         if self.eval_batch_size is not None:
             _check(self.eval_batch_size > 0, "eval_batch_size", "positive", self.eval_batch_size)
         if self.num_workers is not None:

@@ -8,7 +8,7 @@ Two formats, space separated, one trial a line (blank lines are skipped):
 
 Every problem with a file raises ``InputError`` naming the file and, where there is one, the line.
 The pieces every score or key file reader needs (``split_lines``, ``parse_score``, ``write_rows``) are
-public: ``data_utils/corpora.py`` reads and writes the other corpora's files with them.
+public: ``data_utils/corpora/`` reads and writes the other corpora's files with them.
 """
 import os
 from dataclasses import dataclass
@@ -20,8 +20,8 @@ from utils.errors import InputError
 from utils.io import atomic_open, atomic_write_json
 from utils.metrics import check_scores, compute_eer, compute_min_tdcf, per_attack_eer
 
-CM_KEYS = ("bonafide", "spoof")
-ASV_KEYS = ("target", "nontarget", "spoof")
+CM_LABELS = ("bonafide", "spoof")  # the KEY words of CM protocols and keys, in every corpus here
+ASV_LABELS = ("target", "nontarget", "spoof")  # of ASV and SASV keys
 CM_LAYOUT = "UTT_ID SOURCE KEY SCORE"
 ASV_LAYOUT = "SOURCE KEY SCORE"
 
@@ -49,9 +49,9 @@ class CMScores:
         sizes = {self.utt_ids.size, self.sources.size, self.keys.size, self.scores.size}
         if len(sizes) != 1:
             raise InputError(f"CM scores: utt_ids, sources, keys and scores differ in length ({sorted(sizes)})")
-        unknown = sorted(set(self.keys.tolist()) - set(CM_KEYS))
+        unknown = sorted(set(self.keys.tolist()) - set(CM_LABELS))
         if unknown:
-            raise InputError(f"CM scores: unknown key(s) {unknown} (expected {' or '.join(CM_KEYS)})")
+            raise InputError(f"CM scores: unknown key(s) {unknown} (expected {' or '.join(CM_LABELS)})")
 
 
 @dataclass(frozen=True)
@@ -126,35 +126,46 @@ def _parse_scores(rows: list[tuple[int, list[str]]], path) -> np.ndarray:
     return np.array([parse_score(fields[-1], path, lineno) for lineno, fields in rows], dtype=np.float64)
 
 
-def _check_unique_ids(rows: list[tuple[int, list[str]]], path) -> None:
-    """A repeated UTT_ID would count one trial twice and move the EER: name it and both its lines."""
-    line_of = {}
-    for lineno, fields in rows:
-        utt_id = fields[0]
-        if utt_id in line_of:
-            raise InputError(f"{path}, line {lineno}: utterance id {utt_id!r} is already on line {line_of[utt_id]}")
-        line_of[utt_id] = lineno
+def repeated_ids(ids: Iterable[str], lines: Iterable[int]) -> list[tuple[str, int, int]]:
+    """(id, line of its first occurrence, line of the repeat) for every repeated id, in file order: a repeated
+    trial would be counted twice and move the EER."""
+    first_line: dict[str, int] = {}
+    repeated = []
+    for trial_id, line in zip(ids, lines):
+        if trial_id in first_line:
+            repeated.append((trial_id, first_line[trial_id], line))
+        else:
+            first_line[trial_id] = line
+    return repeated
+
+
+def check_unique_ids(ids: Iterable[str], lines: Iterable[int], path) -> None:
+    """InputError naming the first repeated utterance id and both its lines."""
+    repeated = repeated_ids(ids, lines)
+    if repeated:
+        utt_id, first, line = repeated[0]
+        raise InputError(f"{path}, line {line}: utterance id {utt_id!r} is already on line {first}")
 
 
 def read_cm_scores(path: str | os.PathLike) -> CMScores:
     """Read a CM score file (``UTT_ID SOURCE KEY SCORE`` lines); each UTT_ID may occur once."""
-    rows = _read_rows(path, CM_LAYOUT, CM_KEYS)
-    _check_unique_ids(rows, path)
+    rows = _read_rows(path, CM_LAYOUT, CM_LABELS)
+    check_unique_ids((fields[0] for _, fields in rows), (lineno for lineno, _ in rows), path)
     utt_ids, sources, keys, _ = zip(*(fields for _, fields in rows))
     return CMScores(utt_ids, sources, keys, _parse_scores(rows, path))
 
 
 def read_asv_scores(path: str | os.PathLike) -> ASVScores:
     """Read an organisers' ASV score file (``SOURCE KEY SCORE`` lines); all three keys must occur."""
-    rows = _read_rows(path, ASV_LAYOUT, ASV_KEYS)
+    rows = _read_rows(path, ASV_LAYOUT, ASV_LABELS)
     keys = np.array([fields[1] for _, fields in rows])
     scores = _parse_scores(rows, path)
-    missing = [key for key in ASV_KEYS if not np.any(keys == key)]
+    missing = [key for key in ASV_LABELS if not np.any(keys == key)]
     if missing:
         raise InputError(
             f"{path}: no {' or '.join(missing)} lines; the t-DCF needs target, nontarget and spoof ASV scores"
         )
-    return ASVScores(*(scores[keys == key] for key in ASV_KEYS))
+    return ASVScores(*(scores[keys == key] for key in ASV_LABELS))
 
 
 def write_cm_scores(path: str | os.PathLike, cm: CMScores) -> None:

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from utils.distributed import DistInfo, gather_objects
 from utils.errors import InputError
-from utils.io import atomic_open, check_writable, printable_path
+from utils.io import atomic_open, check_writable, printable_path, read_json
 from utils.precision import autocast, is_compiled
 from utils.score_files import CMScores
 
@@ -88,7 +89,7 @@ def score_to_file(model: torch.nn.Module, dataset: Dataset, out_path: str | os.P
                   write_lines: Callable[[Path, Sequence[str], np.ndarray], None], batch_size: int,
                   device: torch.device, num_workers: int = 0, dist_info: DistInfo = DistInfo(),
                   precision: str = "fp32", resume: bool = False, chunk_size: int = 4096,
-                  desc: str = "scoring") -> np.ndarray | None:
+                  desc: str = "scoring", job_info: dict | None = None) -> np.ndarray | None:
     """Score every item of `dataset` into one file, in chunks an interrupted job resumes from.
 
     Scores go, `chunk_size` items at a time, to `<out_path>.parts/<start>-<stop>.npz` (ids and scores of
@@ -102,7 +103,9 @@ def score_to_file(model: torch.nn.Module, dataset: Dataset, out_path: str | os.P
     batch whichever rank scores it and whether or not the job was resumed: the file is the same, byte
     for byte. A resume may change `batch_size` (say, on a smaller GPU: scores then move in the last
     bits), `num_workers` and the number of ranks; a different model, precision, chunk size or number of
-    items is refused.
+    items, or anything else `job_info` records (the caller's input length, trial ids, audio root), is
+    refused. The chunks already there are read back before any scoring, so a damaged one stops the job
+    at once.
 
     Args:
         dataset: items `(waveform (nb_samp,), utt_id)`.
@@ -111,6 +114,7 @@ def score_to_file(model: torch.nn.Module, dataset: Dataset, out_path: str | os.P
         resume: continue from an existing work folder (none there: start afresh); without it, an
             existing work folder is an error, so that two jobs never write into one by mistake.
         chunk_size: items a chunk; best a multiple of `batch_size`.
+        job_info: more of what makes the job (JSON values), checked on resume with the rest.
 
     Returns:
         (N,) float32 scores in dataset order on rank 0, None on other ranks.
@@ -135,9 +139,12 @@ def score_to_file(model: torch.nn.Module, dataset: Dataset, out_path: str | os.P
     error, todo = None, []
     if dist_info.is_main:
         try:
-            job = {"items": n, "chunk_size": chunk_size, "precision": precision, "model": _fingerprint(model)}
+            job = {"items": n, "chunk_size": chunk_size, "precision": precision, "model": _fingerprint(model),
+                   **(job_info or {})}
             _open_work_folder(parts, job, resume, out_path)
             todo = [i for i in range(len(chunks)) if not chunk_file(i).is_file()]
+            for i in set(range(len(chunks))) - set(todo):
+                _read_chunk(chunk_file(i), chunks[i][1] - chunks[i][0])
             if resume and len(todo) < len(chunks):
                 print(f"note: resuming {printable_path(parts)}: {len(chunks) - len(todo)} of {len(chunks)} "
                       f"chunks already scored")
@@ -207,13 +214,14 @@ def _open_work_folder(parts: Path, job: dict, resume: bool, out_path: Path) -> N
             json.dump(job, f)
         return
     try:
-        found = json.loads(manifest.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot resume from {where}: cannot read job.json ({e})") from None
+        found = read_json(manifest, "scoring job record", expect=dict)
+    except InputError as e:
+        raise InputError(f"cannot resume from {where}: {e}; remove the folder to start again") from None
     differ = [k for k in job if found.get(k) != job[k]]
     if differ:
-        was = ", ".join(f"{k} {found.get(k)!r} (now {job[k]!r})" if k != "model" else "other model weights"
-                        for k in differ)
+        digests = {"model": "other model weights", "model_config": "another model config",
+                   "trials": "other trials (or another order of them)"}
+        was = ", ".join(digests.get(k) or f"{k} {found.get(k)!r} (now {job[k]!r})" for k in differ)
         raise InputError(f"cannot resume from {where}: it was started with {was}; "
                          f"remove the folder to start again")
 
@@ -223,9 +231,9 @@ def _read_chunk(path: Path, size: int) -> tuple[list[str], np.ndarray]:
     try:
         with np.load(path) as z:
             ids, scores = z["ids"].tolist(), z["scores"]
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"chunk file {printable_path(path)} is missing or damaged ({e}); remove it and "
-                         f"resume to score its items again") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"chunk file {printable_path(path)} is missing or damaged ({e or type(e).__name__}); "
+                         f"remove it and resume to score its items again") from None
     if len(ids) != size or scores.shape != (size,):
         raise InputError(f"chunk file {printable_path(path)} holds {len(ids)} items, not {size}; remove it and "
                          f"resume to score its items again")
