@@ -393,15 +393,29 @@ class TrainSampler(Sampler):
         return iter([(int(i), int(crop_seeds[i])) for i in mine])
 
 
+def scoring_input(x: np.ndarray, nb_samp: int | None, min_samples: int = 1) -> np.ndarray:
+    """What a model scores of an utterance: its first ``nb_samp`` samples, repeat-padded when shorter (the
+    published evaluation), or with ``nb_samp`` None the whole utterance (full-length scoring, as Nes2Net's
+    ``--test_protocol full`` loader), repeat-padded only up to ``min_samples``, the shortest the model takes."""
+    return pad_repeat(x, nb_samp if nb_samp is not None else max(x.shape[0], min_samples))
+
+
 class EvalDataset(_Utterances):
-    """Dev/eval items: the first ``nb_samp`` samples of each utterance (repeat-padded) and its id.
+    """Dev/eval items: the first ``nb_samp`` samples of each utterance (repeat-padded), or with ``nb_samp``
+    None the whole utterance (``scoring_input``), and its id.
 
     ``entries`` stays public so a scorer can write ``UTT_ID SOURCE KEY SCORE`` lines from it.
     """
 
+    def __init__(self, entries: Sequence[ProtocolEntry], audio_dir: str | os.PathLike, nb_samp: int | None,
+                 min_samples: int = 1):
+        super().__init__(entries, audio_dir, nb_samp)
+        self.min_samples = min_samples
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         """Returns: waveform (nb_samp,) float32, utt_id."""
-        return torch.from_numpy(pad_repeat(self.read(index), self.nb_samp)), self.entries[index].utt_id
+        x = scoring_input(self.read(index), self.nb_samp, self.min_samples)
+        return torch.from_numpy(x), self.entries[index].utt_id
 
 
 @dataclass
@@ -416,7 +430,7 @@ class Split:
 def load_split(database_path: str | os.PathLike, split: str, nb_samp: int,
                asv_score_path: str | os.PathLike | None = None, asv_required: bool = False,
                corpus: str = LA2019, augmentation: AugmentationConfig | None = None,
-               train_crop: str = "random") -> Split:
+               train_crop: str = "random", min_samples: int = 1) -> Split:
     """Read a split's protocol, check it (``check_split``: before any long job), and read the ASV
     scores for its min t-DCF.
 
@@ -428,6 +442,7 @@ def load_split(database_path: str | os.PathLike, split: str, nb_samp: int,
         augmentation: the config's ``augmentation``, for the train split; dev and eval ignore it (they
             are never augmented). Its codecs are checked here, so a missing one stops the run at start-up.
         train_crop: the config's ``train_crop``, for the train split (``TrainDataset``'s ``crop``).
+        nb_samp: None scores dev or eval at full length (``scoring_input``), at least ``min_samples``.
     """
     augment = Augmenter.from_config(augmentation) if split == "train" else None
     trials, audio_dir = get_corpus(corpus).split_trials(database_path, split)
@@ -439,21 +454,22 @@ def load_split(database_path: str | os.PathLike, split: str, nb_samp: int,
     if asv_score_path is not None:
         if asv_required or Path(asv_score_path).is_file():
             asv = read_asv_scores(asv_score_path)
-    return Split(EvalDataset(entries, paths.audio_dir, nb_samp), asv, trials)
+    return Split(EvalDataset(entries, paths.audio_dir, nb_samp, min_samples), asv, trials)
 
 
 class AudioFiles(Dataset):
-    """Scoring items from explicit audio files: the first ``nb_samp`` samples (repeat-padded) of each,
-    resampled to 16 kHz where a file is at another rate, and its id.
+    """Scoring items from explicit audio files: the first ``nb_samp`` samples (repeat-padded) of each, or the
+    whole file (``scoring_input``), resampled to 16 kHz where a file is at another rate, and its id.
 
     For corpora whose keys name the audio files (``data_utils.corpora``); a 16 kHz file gives exactly
     what :class:`EvalDataset` gives for it.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], ids: Sequence[str], nb_samp: int):
+    def __init__(self, paths: Sequence[str | os.PathLike], ids: Sequence[str], nb_samp: int | None,
+                 min_samples: int = 1):
         if len(paths) != len(ids):
             raise ValueError(f"{len(paths)} paths but {len(ids)} ids")
-        self.paths, self.ids, self.nb_samp = [Path(p) for p in paths], list(ids), nb_samp
+        self.paths, self.ids, self.nb_samp, self.min_samples = [Path(p) for p in paths], list(ids), nb_samp, min_samples
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -461,4 +477,4 @@ class AudioFiles(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         """Returns: waveform (nb_samp,) float32, id."""
         x, sample_rate = read_mono(self.paths[index])
-        return torch.from_numpy(pad_repeat(to_16k(x, sample_rate), self.nb_samp)), self.ids[index]
+        return torch.from_numpy(scoring_input(to_16k(x, sample_rate), self.nb_samp, self.min_samples)), self.ids[index]

@@ -99,42 +99,59 @@ def scoring_trials(corpus: Corpus, keys: Path | None, eval_set: str) -> Trials |
     return None
 
 
+def scoring_length(model_class, model_config, full_length: bool) -> int | None:
+    """What is scored of each utterance: the config's first `nb_samp` samples, or None for the whole utterance
+    (full-length scoring; one utterance a batch, each its own length) where the model takes any length.
+
+    Raises:
+        InputError: full length asked of a model whose layers fix its input length, naming it.
+    """
+    if not full_length:
+        return model_config.nb_samp
+    if model_class.fixed_length:
+        raise InputError(f"--full_length: {model_config.architecture} takes exactly {model_config.nb_samp} samples "
+                         "per input (its layers are sized for that length); score it without --full_length")
+    return None
+
+
 def score_split(corpus: Corpus, database: Path, eval_set: str, config, make_model: Callable, score_file: Path,
-                batch_size: int, device, dist_info: DistInfo, asv_scores: Path | None) -> Scored:
+                batch_size: int, device, dist_info: DistInfo, asv_scores: Path | None, nb_samp: int | None) -> Scored:
     """Score the split ``eval_set`` of a training corpus in memory (``load_split``: checked before any
     scoring) and write its score file; the scores survive a score file that cannot be written."""
+    model, speed = make_model()
+    min_samples = model.min_samples  # full length: shorter utterances repeat-padded to what the model takes
     extra = None
     if corpus.split_asv:
         asv_path = asv_scores or database / (config.dev_asv_score_path if eval_set == "dev"
                                              else config.asv_score_path)
-        split = load_split(database, eval_set, config.model_config.nb_samp, asv_path,
-                           asv_required=asv_scores is not None, corpus=corpus.name)
+        split = load_split(database, eval_set, nb_samp, asv_path, asv_required=asv_scores is not None,
+                           corpus=corpus.name, min_samples=min_samples)
         extra = split.asv
         if extra is None:
             print(f"note: no ASV scores at {asv_path}: min t-DCF is not computed")
     else:
-        split = load_split(database, eval_set, config.model_config.nb_samp, corpus=corpus.name)
-    model, speed = make_model()
-    cm = score_dataset(model, split.dataset, batch_size, device, config.loader_workers(), dist_info, desc=eval_set,
-                       precision=speed.precision)
+        split = load_split(database, eval_set, nb_samp, corpus=corpus.name, min_samples=min_samples)
+    cm = score_dataset(model, split.dataset, batch_size if nb_samp is not None else 1, device, config.loader_workers(),
+                       dist_info, desc=eval_set, precision=speed.precision)
     return Scored(split.trials, cm.scores, extra, score_file)
 
 
 def score_keys(corpus: Corpus, trials: Trials, database: Path, config, make_model: Callable, score_file: Path,
-               batch_size: int, device, dist_info: DistInfo, resume: bool) -> np.ndarray | None:
+               batch_size: int, device, dist_info: DistInfo, resume: bool, nb_samp: int | None) -> np.ndarray | None:
     """Score every trial of ``trials`` into ``score_file`` through resumable chunks (``score_to_file``); the
     (N,) scores on rank 0, None on the others. A resumed job must be the same job: same weights, precision,
     ``nb_samp``, model config, trials (and their order) and audio root."""
     paths = corpus.audio_paths(database, trials.audio_ids)
     check_files_exist(paths)
     model, speed = make_model()
-    nb_samp = config.model_config.nb_samp
-    job = {"nb_samp": nb_samp, "model_config": hashlib.sha256(repr(config.model_config).encode()).hexdigest(),
+    job = {"nb_samp": nb_samp if nb_samp is not None else "full length",
+           "model_config": hashlib.sha256(repr(config.model_config).encode()).hexdigest(),
            "trials": hashlib.sha256("\n".join(trials.ids.tolist()).encode()).hexdigest(),
            "audio_root": str(Path(database).resolve())}
-    return score_to_file(model, AudioFiles(paths, trials.ids, nb_samp), score_file, corpus.score_writer(trials),
-                         batch_size, device, config.loader_workers(), dist_info, speed.precision, resume=resume,
-                         desc=corpus.name, job_info=job)
+    return score_to_file(model, AudioFiles(paths, trials.ids, nb_samp, model.min_samples), score_file,
+                         corpus.score_writer(trials), batch_size if nb_samp is not None else 1, device,
+                         config.loader_workers(), dist_info, speed.precision, resume=resume, desc=corpus.name,
+                         job_info=job)
 
 
 def write_split_scores(corpus: Corpus, scored: Scored, failed: list[str]) -> None:

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_model.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     with_model.add_argument("--precision", choices=["fp32", "bf16"],
                             help="default: the config's precision if it names one, else fp32 (the published numbers)")
+    with_model.add_argument("--full_length", action="store_true",
+                            help="score whole utterances, one at a time, instead of the first nb_samp samples "
+                                 "(models that take any length)")
     with_model.add_argument("--compile", action="store_true",
                             help="torch.compile the model (also when the config's compile is true): about a minute "
                                  "first, then faster scoring; worth it for a whole set")
@@ -71,6 +74,7 @@ def score_with_model(args, config, failed: list[str]):
     other than 0."""
     import torch
     from data_utils import evaluation
+    from models import MODELS
     from models.loading import load_scoring_model, resolve_device
     from utils.distributed import cleanup, init_distributed
     from utils.io import check_writable
@@ -78,8 +82,10 @@ def score_with_model(args, config, failed: list[str]):
     corpus = get_audio_corpus(args.corpus or config.corpus)
     database, model_path = args.database_path or Path(config.database_path), args.model_path or Path(config.model_path)
     output_dir = args.output_dir or Path("exp_result") / "evaluate"
+    nb_samp = evaluation.scoring_length(MODELS[config.model_config.architecture][1], config.model_config,
+                                        args.full_length)
     trials = evaluation.scoring_trials(corpus, args.keys, args.eval_set)
-    set_name = corpus.name if trials is not None else args.eval_set
+    set_name = (corpus.name if trials is not None else args.eval_set) + ("_full" if args.full_length else "")
     digest = evaluation.file_digest(model_path) if model_path.is_file() else ""
     score_file = evaluation.score_file_for(output_dir, model_path, set_name, digest)
     evaluation.check_distinct({"the score file": score_file}, inputs(args))
@@ -91,16 +97,16 @@ def score_with_model(args, config, failed: list[str]):
 
         def make_model():
             return load_scoring_model(config, model_path, device, precision=args.precision,
-                                      compile=args.compile or None)
+                                      compile=False if args.full_length else args.compile or None)
         batch_size = args.batch_size or config.scoring_batch_size()
         if trials is None:
             scored = evaluation.score_split(corpus, database, args.eval_set, config, make_model, score_file,
-                                            batch_size, device, dist_info, args.asv_scores)
+                                            batch_size, device, dist_info, args.asv_scores, nb_samp)
             if dist_info.is_main:
                 evaluation.write_split_scores(corpus, scored, failed)
         else:
             scores = evaluation.score_keys(corpus, trials, database, config, make_model, score_file, batch_size,
-                                           device, dist_info, args.resume)
+                                           device, dist_info, args.resume, nb_samp)
             if not dist_info.is_main:
                 return None
             metric_trials = corpus.read_keys(args.keys, args.subset)
