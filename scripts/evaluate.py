@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         from utils.calibration import load_calibration
         calibration = load_calibration(args.calibration) if args.calibration is not None else None
         if args.config is not None:
+            import models  # noqa: F401  (registers the architectures whose configs load_config validates)
             from utils.config import load_config
             config = load_config(args.config)
             corpus = get_corpus(args.corpus or config.corpus)
