@@ -19,11 +19,11 @@ from scipy.signal import firwin, resample_poly
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from data_utils.augment import Augmenter
+from data_utils.augmentation.augmenter import Augmenter
 from data_utils.corpora import SAMPLE_RATE, SplitPaths, Trials, get_corpus
 from utils.config import TRAIN_CROPS, AugmentationConfig
 from utils.errors import InputError
-from utils.score_files import CM_LABELS, ASVScores, read_asv_scores
+from utils.evaluation.score_files import CM_LABELS, ASVScores, read_asv_scores
 
 LA2019 = "asvspoof2019_la"  # the corpus AASIST was published on, and the default of a config's "corpus"
 SPLITS = get_corpus(LA2019).splits

@@ -19,7 +19,7 @@ from data_utils.dataset import AudioFiles, check_files_exist, load_split
 from utils.distributed import DistInfo
 from utils.errors import InputError
 from utils.io import atomic_open, check_writable
-from utils.scoring import score_dataset, score_to_file
+from utils.engine.scoring import score_dataset, score_to_file
 
 
 @dataclass
@@ -175,7 +175,7 @@ def figures(corpus: Corpus, scored: Scored, calibration=None) -> dict:
 def check_writable_outputs(json_path: Path | None, plot_dir: Path | None) -> None:
     """Before any work: the JSON file and the plot folder can be written (and matplotlib is there)."""
     if plot_dir is not None:
-        from utils.plots import require_matplotlib
+        from utils.evaluation.plots import require_matplotlib
         require_matplotlib()
         check_writable(plot_dir, folder=True)
     if json_path is not None:
@@ -183,9 +183,9 @@ def check_writable_outputs(json_path: Path | None, plot_dir: Path | None) -> Non
 
 
 def plot_scores(scored: Scored, out_dir: Path) -> list[Path]:
-    """A DET curve and score histograms (``utils.plots``) of the trials the figures use; CM scores only."""
-    from utils.plots import save_plots
-    from utils.score_files import CMScores
+    """A DET curve and score histograms (``utils.evaluation.plots``) of the trials the figures use; CM scores only."""
+    from utils.evaluation.plots import save_plots
+    from utils.evaluation.score_files import CMScores
     trials, scores = scored.trials, np.asarray(scored.scores)
     if scores.ndim != 1:
         raise InputError(f"--plot needs CM scores, not the SASV scores of {trials.path}")

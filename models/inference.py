@@ -25,7 +25,7 @@ from data_utils.dataset import SAMPLE_RATE, pad_repeat, read_mono, to_16k
 from utils.errors import InputError
 from utils.io import atomic_open, atomic_write_json, printable_path
 from utils.precision import is_compiled
-from utils.scoring import forward_logits
+from utils.engine.scoring import forward_logits
 
 # Extensions of the container formats libsndfile reads, by soundfile's format name. A folder search
 # keeps only these; RAW (no header) and MAT4/MAT5 (.mat is mostly not audio) are left out on purpose.
@@ -353,7 +353,7 @@ def find_audio(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], int]:
 def result_row(path: str | os.PathLike, result: ScoreResult | InputError, threshold: float,
                segments: bool, calibration=None) -> dict:
     """One output record of ``score_stream``'s result: score > ``threshold`` is "bonafide", else "spoof".
-    With a ``utils.calibration.Calibration``, the record also has "llr", the calibrated score.
+    With a ``utils.evaluation.calibration.Calibration``, the record also has "llr", the calibrated score.
 
     An unreadable file has None values and its reason in "error". With ``segments`` the record also has
     the ``WINDOW_FIELDS``. "path" is ``printable_path(path)``: it prints and encodes as UTF-8.

@@ -24,14 +24,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from data_utils import ProtocolEntry, TrainDataset  # noqa: E402
-from data_utils.augment import CODECS, Augmenter  # noqa: E402
-from data_utils.rawboost import ALGORITHMS  # noqa: E402
+from data_utils.augmentation.augmenter import CODECS, Augmenter  # noqa: E402
+from data_utils.augmentation.rawboost import ALGORITHMS  # noqa: E402
 from models import MODELS, build_model, load_state_dict  # noqa: E402
 from models.loading import resolve_device  # noqa: E402
 from utils.config import AugmentationConfig, load_config  # noqa: E402
 from utils.errors import InputError, report_error, user_message  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
-from utils.benchmark import items_per_second, largest_training_batch, measure_model, write_noise_flacs  # noqa: E402
+from utils.experiments.benchmark import items_per_second, largest_training_batch, measure_model, write_noise_flacs  # noqa: E402
 from models.fast import prepare_model  # noqa: E402
 from utils.precision import Speed  # noqa: E402
 

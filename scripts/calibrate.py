@@ -9,7 +9,7 @@ A corpus's score file with its keys (the formats of data_utils/corpora/, e.g. AS
     python scripts/calibrate.py --scores dev_scores.tsv --corpus asvspoof5 \
         --keys ASVspoof5.dev.track_1.tsv --out calib.json
 
-Writes calib.json (``llr = scale * score + offset``; load it with utils.calibration.load_calibration and
+Writes calib.json (``llr = scale * score + offset``; load it with utils.evaluation.calibration.load_calibration and
 ``.apply`` it to eval scores) and prints actDCF, Cllr and minDCF of the set before and after. minDCF does not
 move under an increasing affine map: it is the floor that actDCF approaches when the calibration is good.
 The fit weights the classes by ``--p_target`` (default: ASVspoof 5 track 1's effective prior of bona fide).
@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install needed
 
-from utils.calibration import ASV5_P_TARGET, fit_calibration, save_calibration  # noqa: E402
+from utils.evaluation.calibration import ASV5_P_TARGET, fit_calibration, save_calibration  # noqa: E402
 from utils.errors import InputError, report_error  # noqa: E402
 from utils.io import check_writable  # noqa: E402
-from utils.metrics import compute_act_dcf, compute_cllr, compute_min_dcf  # noqa: E402
-from utils.score_files import read_cm_scores  # noqa: E402
+from utils.evaluation.metrics import compute_act_dcf, compute_cllr, compute_min_dcf  # noqa: E402
+from utils.evaluation.score_files import read_cm_scores  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from data_utils.corpora import CORPORA, get_audio_corpus, get_corpus  # noqa: E402
 from utils.errors import InputError, user_message  # noqa: E402
-from utils.score_files import write_metrics_json  # noqa: E402
+from utils.evaluation.score_files import write_metrics_json  # noqa: E402
 
 LA2019 = "asvspoof2019_la"
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         # Before scoring, not after: an hour of scoring is not lost to a missing package or folder.
         evaluation.check_distinct({"--json": args.json, "--plot": args.plot}, inputs(args))
         evaluation.check_writable_outputs(args.json, args.plot)
-        from utils.calibration import load_calibration
+        from utils.evaluation.calibration import load_calibration
         calibration = load_calibration(args.calibration) if args.calibration is not None else None
         if args.config is not None:
             import models  # noqa: F401  (registers the architectures whose configs load_config validates)

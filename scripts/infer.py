@@ -28,7 +28,7 @@ from tqdm import tqdm  # noqa: E402
 
 from models.loading import load_scoring_model, resolve_device  # noqa: E402
 from models.inference import find_audio, read_files, result_row, score_stream, write_results  # noqa: E402
-from utils.calibration import load_calibration  # noqa: E402
+from utils.evaluation.calibration import load_calibration  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import InputError, report_error  # noqa: E402
 from utils.io import check_writable, printable_path  # noqa: E402

@@ -9,7 +9,7 @@ evaluated corpus's figures for the best-dev model and the weight average, then p
 sample standard deviation, the best run with its seed, the worst, and n. Under each table: the code,
 software, hardware and precision the runs used, and a WARNING line for each way the averaged runs differ.
 Formats: markdown (default), csv, latex, json ({"groups": [{"config", "n", "metrics": {NAME: {"mean", "std",
-"min", "max", "values", "seeds"}}, ...}]}). The machinery is utils/report.py.
+"min", "max", "values", "seeds"}}, ...}]}). The machinery is utils/experiments/report.py.
 """
 import argparse
 import sys
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.errors import InputError, report_error  # noqa: E402
 from utils.io import atomic_open, check_writable  # noqa: E402
-from utils.report import FORMATS, FORMATTERS, find_runs, group_runs, read_run  # noqa: E402
+from utils.experiments.report import FORMATS, FORMATTERS, find_runs, group_runs, read_run  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,7 @@
 Run folders: <sweep_dir>/<config name>_seed<seed> (default sweep_dir: exp_result/sweep_<config names>).
 Locally the runs go one after another (on a CPU or one GPU) or one per GPU at a time; on SLURM they are
 one job array. Rerunning the same command trains nothing that is finished and resumes what is not.
-Then: python scripts/report.py <sweep_dir>. The machinery is utils/sweep.py.
+Then: python scripts/report.py <sweep_dir>. The machinery is utils/experiments/sweep.py.
 """
 import argparse
 import sys
@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from data_utils.corpora import CORPORA, get_audio_corpus  # noqa: E402
 from utils.errors import InputError, report_error  # noqa: E402
 from utils.io import check_writable  # noqa: E402
-from utils.sweep import LAUNCHERS, Evaluation, importable_here, launch_local, launch_slurm, seed_jobs  # noqa: E402
+from utils.experiments.sweep import LAUNCHERS, Evaluation, importable_here, launch_local, launch_slurm, seed_jobs  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -6,7 +6,7 @@
 
 After every epoch: dev scores, dev EER and min t-DCF (with the dev ASV scores), model selection on
 dev only, and an atomic resumable checkpoint. At the end: the weight average (SWA) with
-recomputed BatchNorm statistics, scored on eval. The machinery is `utils/training.py`.
+recomputed BatchNorm statistics, scored on eval. The machinery is `utils/engine/training.py`.
 """
 import argparse
 import sys
@@ -25,8 +25,8 @@ from utils.distributed import DistInfo, cleanup, init_distributed  # noqa: E402
 from utils.errors import InputError, report_error  # noqa: E402
 from models.fast import prepare_model  # noqa: E402
 from utils.precision import resolve_speed  # noqa: E402
-from utils.provenance import mark_finished, read_run_info, record_session, session_record  # noqa: E402
-from utils.training import (CHECKPOINT, build_run, fit, load_checkpoint, run_folder_lock, say,  # noqa: E402
+from utils.experiments.provenance import mark_finished, read_run_info, record_session, session_record  # noqa: E402
+from utils.engine.training import (CHECKPOINT, build_run, fit, load_checkpoint, run_folder_lock, say,  # noqa: E402
                             seed_everything)
 
 

@@ -1,4 +1,4 @@
-"""Training augmentation (data_utils/augment.py): the codec round trip, the config and its errors, and where
+"""Training augmentation (data_utils/augmentation/augmenter.py): the codec round trip, the config and its errors, and where
 and how TrainDataset applies it (whole utterance, before the crop, every draw from the item's crop seed)."""
 import json
 from pathlib import Path
@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader
 
 from data_utils import (EvalDataset, TrainDataset, TrainSampler, load_audio, load_split, pad_repeat, random_crop,
                         split_paths)
-from data_utils import augment
-from data_utils.augment import CODECS, Augmenter, codec_round_trip
-from data_utils.rawboost import RawBoostParams
+from data_utils.augmentation import augmenter as augment
+from data_utils.augmentation.augmenter import CODECS, Augmenter, codec_round_trip
+from data_utils.augmentation.rawboost import RawBoostParams
 from utils import config as config_module
 from utils.config import AugmentationConfig, config_from_dict, config_to_dict, load_config
 from utils.errors import InputError

@@ -22,7 +22,7 @@ from models.fast import InParts, use_channels_last
 from models.inference import window_starts
 from models.layers import frequency_mask
 from models.loading import load_weights_into
-from utils import training
+from utils.engine import training
 from utils.config import CLASS_WEIGHTS, config_from_dict, load_config
 from utils.errors import InputError
 

@@ -1,4 +1,4 @@
-"""utils/calibration.py and scripts/calibrate.py: LLRs from logits, affine calibration on scores whose true LLR
+"""utils/evaluation/calibration.py and scripts/calibrate.py: LLRs from logits, affine calibration on scores whose true LLR
 is known, the JSON file and the messages for bad ones, and the command line."""
 import json
 import math
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from utils.calibration import (
+from utils.evaluation.calibration import (
     ASV5_P_TARGET,
     CLASS_WEIGHTS,
     LA19_TRAIN_COUNTS,
@@ -22,7 +22,7 @@ from utils.calibration import (
 )
 from data_utils.corpora import get_corpus
 from utils.errors import InputError
-from utils.metrics import compute_act_dcf, compute_cllr, compute_min_dcf
+from utils.evaluation.metrics import compute_act_dcf, compute_cllr, compute_min_dcf
 
 MU = 1.5  # bona fide ~ N(MU, 1), spoof ~ N(-MU, 1): the true LLR of x is 2 * MU * x
 RAW_SCALE, RAW_SHIFT = 3.0, 0.7  # the "system" reports (x - RAW_SHIFT) / RAW_SCALE: compressed and shifted

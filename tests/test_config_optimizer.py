@@ -10,7 +10,7 @@ import torch
 from models.aasist import min_input_length
 from utils.config import config_from_dict, load_config
 from utils.errors import InputError
-from utils.optimizer import build_optimizer, build_scheduler, cosine_factor, scheduler_interval
+from utils.engine.optimizer import build_optimizer, build_scheduler, cosine_factor, scheduler_interval
 
 # The published repository's config/AASIST.conf, as distributed: string booleans and all.
 PUBLISHED_AASIST_CONF = """{

@@ -12,7 +12,7 @@ import pytest
 
 from data_utils.corpora import CORPORA, Trials, evaluate_score_file, get_corpus
 from utils.errors import InputError
-from utils.metrics import (
+from utils.evaluation.metrics import (
     compute_a_dcf,
     compute_act_dcf,
     compute_cllr,
@@ -425,7 +425,7 @@ def test_2021_la_cell_with_a_negative_c1_is_reported(tmp_path):
     # An ASV system poor enough in one condition (EER 90 %) makes C1 negative there; the full package's
     # eval_wrapper.get_mintDCF_eer still computes the cell: min_k (C0 + C1 Pmiss + C2 Pfa) / (C0 + min(C1, C2)).
     from data_utils.corpora.asvspoof2021 import AsvScores
-    from utils.metrics import asv_error_rates, compute_det_curve, compute_tdcf_c012
+    from utils.evaluation.metrics import asv_error_rates, compute_det_curve, compute_tdcf_c012
     bonafide, spoof = np.array([1.0, 2.0, 3.0, 0.2]), np.array([0.0, 1.5, -1.0, 2.5])
     cm = Trials(ids=[f"c{i}" for i in range(8)], labels=["bonafide"] * 4 + ["spoof"] * 4, audio_ids=[""] * 8,
                 factors={"attack": ["bonafide"] * 4 + ["A07"] * 4, "codec": ["none"] * 8, "subset": ["eval"] * 8},
@@ -451,7 +451,7 @@ def test_a_new_corpus_is_one_class_and_one_registry_line(tmp_path, monkeypatch):
     # evaluate_score_file and the report need nothing else.
     from data_utils.corpora import Corpus, registry
     from data_utils.corpora.common import check_key_rows, counts, join_scores, read_rows, write_id_score_lines
-    from utils.metrics import compute_eer
+    from utils.evaluation.metrics import compute_eer
 
     class Tiny(Corpus):
         name, audio_dirs = "tiny", ("wav",)

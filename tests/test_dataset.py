@@ -293,7 +293,7 @@ def test_check_audio_exists_reports_count_and_first_few(tmp_path: Path) -> None:
 def test_ssl_recipes_train_on_the_first_samples_after_rawboost(repo_root, tmp_path: Path) -> None:
     # The published SSL-AASIST loader (data_utils_SSL.Dataset_ASVspoof2019_train): RawBoost, then pad(x, 64600),
     # the first 64,600 samples (repeated when shorter); AASIST's takes a random window.
-    from data_utils.augment import Augmenter
+    from data_utils.augmentation.augmenter import Augmenter
     from utils.config import load_config
     for name, crop in (("SSL_AASIST_LA", "first"), ("SSL_AASIST_DF", "first"), ("config", "random"),
                        ("AASIST-L", "random")):

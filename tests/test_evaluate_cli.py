@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from utils.errors import InputError
-from utils.score_files import compute_metrics, read_asv_scores, read_cm_scores
+from utils.evaluation.score_files import compute_metrics, read_asv_scores, read_cm_scores
 
 CM_LINES = """\
 LA_E_1 - bonafide 2.5

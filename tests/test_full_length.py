@@ -32,7 +32,7 @@ def _scores(path) -> dict:
 def test_full_length_equals_the_crop_at_nb_samp_and_differs_beyond(repo_root, tmp_path):
     corpus = tmp_path / "LA"
     write_demo_corpus(corpus, seed=0, scale=0.1)
-    config = tiny_config(repo_root, corpus, tmp_path / "tiny.json")
+    tiny_config(repo_root, corpus, tmp_path / "tiny.json")
     nb_samp = TINY_MODEL["nb_samp"]
     flacs = sorted((corpus / "ASVspoof2019_LA_eval" / "flac").glob("*.flac"))
     longer = [f for f in flacs if sf.info(f).frames > nb_samp + 2000]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from utils.errors import InputError
-from utils import metrics
-from utils.metrics import (T_EER_SEARCHES, check_scores, compute_det_curve, compute_eer, compute_min_tdcf,
+from utils.evaluation import metrics
+from utils.evaluation.metrics import (T_EER_SEARCHES, check_scores, compute_det_curve, compute_eer, compute_min_tdcf,
                            compute_t_eer, per_attack_eer)
-from utils.score_files import CMScores, compute_metrics, read_asv_scores, read_cm_scores, write_cm_scores
+from utils.evaluation.score_files import CMScores, compute_metrics, read_asv_scores, read_cm_scores, write_cm_scores
 
 LA_SCORES = "asvspoof2019_LA_scores"
 

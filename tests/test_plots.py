@@ -1,11 +1,11 @@
-"""utils.plots: the DET curve and score histograms are written as PNGs; matplotlib stays optional."""
+"""utils.evaluation.plots: the DET curve and score histograms are written as PNGs; matplotlib stays optional."""
 import sys
 
 import numpy as np
 import pytest
 
 from utils.errors import InputError
-from utils.score_files import CMScores
+from utils.evaluation.score_files import CMScores
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ATTACKS = ["A07", "A08", "A09", "A10", "A11", "A12"]
@@ -30,7 +30,7 @@ def cm() -> CMScores:
 
 def test_save_plots_writes_pngs(cm, tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install matplotlib)")
-    from utils.plots import save_plots
+    from utils.evaluation.plots import save_plots
 
     paths = save_plots(cm, tmp_path / "plots")
     assert [p.name for p in paths] == ["det_curve.png", "score_histograms.png"]
@@ -42,8 +42,8 @@ def test_save_plots_writes_pngs(cm, tmp_path):
 
 def test_figures(cm):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install matplotlib)")
-    from utils.metrics import compute_eer
-    from utils.plots import det_curve_figure, score_histograms_figure
+    from utils.evaluation.metrics import compute_eer
+    from utils.evaluation.plots import det_curve_figure, score_histograms_figure
 
     bonafide, spoof = cm.scores[cm.keys == "bonafide"], cm.scores[cm.keys == "spoof"]
     det = det_curve_figure(bonafide, spoof)
@@ -58,7 +58,7 @@ def test_figures(cm):
 def test_figure_goes_to_tensorboard(cm, tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install matplotlib)")
     tensorboard = pytest.importorskip("torch.utils.tensorboard", reason="tensorboard is not installed")
-    from utils.plots import det_curve_figure
+    from utils.evaluation.plots import det_curve_figure
 
     with tensorboard.SummaryWriter(tmp_path) as writer:
         writer.add_figure("dev/det_curve", det_curve_figure(cm.scores[cm.keys == "bonafide"],
@@ -70,7 +70,7 @@ def test_figure_goes_to_tensorboard(cm, tmp_path):
 def test_missing_matplotlib_says_how_to_install(cm, tmp_path, monkeypatch):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed
-    from utils.plots import save_plots
+    from utils.evaluation.plots import save_plots
 
     with pytest.raises(InputError, match="pip install matplotlib"):
         save_plots(cm, tmp_path)

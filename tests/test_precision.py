@@ -104,7 +104,7 @@ def test_compiled_training_with_freq_aug_does_not_recompile_per_draw(repo_root):
 
 
 def test_largest_fitting_batch_search():
-    from utils.benchmark import largest_fitting
+    from utils.experiments.benchmark import largest_fitting
     for cap in (0, 1, 5, 24, 25, 100, 4095, 4096, 5000):
         tried = []
         found = largest_fitting(lambda n: tried.append(n) or n <= cap, 24, 4096)
@@ -117,7 +117,7 @@ def test_kernel_table_names_the_operator_behind_each_kernel():
     launched it, with its input shapes, and to the outermost operator above; largest first."""
     from types import SimpleNamespace as Event
     from torch.autograd.profiler_util import Kernel
-    from utils.benchmark import kernel_table
+    from utils.experiments.benchmark import kernel_table
     conv2d = Event(name="aten::conv2d", input_shapes=[[256, 1, 24, 21490]], kernels=[], cpu_parent=None)
     cudnn = Event(name="aten::cudnn_convolution", input_shapes=[[256, 1, 24, 21490], [32, 1, 2, 3]], cpu_parent=conv2d,
                   kernels=[Kernel("implicit_convolve_sgemm", 0, 3000.0), Kernel("nchwToNhwcKernel", 0, 500.0)])

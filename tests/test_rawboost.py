@@ -1,4 +1,4 @@
-"""RawBoost (data_utils/rawboost.py) equals the published code (CORPORA_SPEC.md, section D)."""
+"""RawBoost (data_utils/augmentation/rawboost.py) equals the published code (CORPORA_SPEC.md, section D)."""
 import dataclasses
 import json
 import re
@@ -9,7 +9,7 @@ import pytest
 
 from scipy import signal
 
-from data_utils.rawboost import RawBoostParams, fir_filter, rawboost
+from data_utils.augmentation.rawboost import RawBoostParams, fir_filter, rawboost
 from utils.errors import InputError
 
 ALGOS = range(1, 9)

@@ -104,7 +104,7 @@ def _script(repo_root, name):
 def test_a_model_without_capabilities_trains_scores_exports_and_benchmarks(toy, repo_root, tmp_path):
     from data_utils.demo import write_demo_corpus
     from models.export import LogitsOnly, export_checked
-    from utils.benchmark import measure_model
+    from utils.experiments.benchmark import measure_model
 
     corpus = tmp_path / "LA"
     write_demo_corpus(corpus, seed=0, scale=0.1)

@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from models import AASIST, load_model
 from utils.config import load_config
-from utils.score_files import read_cm_scores
-from utils.scoring import score_batches, score_dataset
+from utils.evaluation.score_files import read_cm_scores
+from utils.engine.scoring import score_batches, score_dataset
 
 
 @pytest.fixture(scope="module")

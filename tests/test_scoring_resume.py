@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from utils.distributed import DistInfo
 from utils.errors import InputError
-from utils.scoring import score_dataset, score_to_file
+from utils.engine.scoring import score_dataset, score_to_file
 
 N, NB_SAMP, BATCH, CHUNK = 50, 64, 4, 8  # 7 chunks: 6 of 8 items and one of 2
 CPU = torch.device("cpu")

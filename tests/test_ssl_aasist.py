@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 
 from models import build_model, load_model  # noqa: E402
 from models.fast import use_channels_last  # noqa: E402
-from models.ssl_weights import (PRETRAINING_ONLY, fairseq_to_hf, hf_to_fairseq, parse_conv_layers,  # noqa: E402
+from models.frontends.ssl_weights import (PRETRAINING_ONLY, fairseq_to_hf, hf_to_fairseq, parse_conv_layers,  # noqa: E402
                                 read_pretrained)
 from models.frontends.wav2vec2 import XLSR_300M  # noqa: E402
 from utils.config import CLASS_WEIGHTS, config_from_dict, load_config  # noqa: E402

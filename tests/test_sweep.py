@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from data_utils.demo import write_demo_corpus
-from utils import report
+from utils.experiments import report
 from utils.errors import InputError
 
 from helpers import tiny_config
@@ -99,7 +99,7 @@ def test_report_mean_and_std_are_those_of_the_runs_files(sweep, repo_root, tmp_p
     (group,) = json.loads(result.stdout)["groups"]
     assert group["n"] == 2 and sorted(group["seeds"]) == [1, 2]
     runs = [sweep_dir / f"tiny_seed{s}" for s in group["seeds"]]
-    # From the runs' own files, independently of utils/report.py:
+    # From the runs' own files, independently of utils/experiments/report.py:
     dev = [min(float(line.split("\t")[3]) for line in (r / "metric_log.txt").read_text().splitlines()[1:])
            for r in runs]
     swa = [json.loads((r / "evaluation" / "swa_asvspoof2019_la.json").read_text())["eer_percent"] for r in runs]
@@ -258,7 +258,7 @@ def test_report_of_a_damaged_run_is_one_line(sweep, repo_root, tmp_path):
 
 
 def test_a_job_that_fails_outside_its_commands_shows_the_exception(tmp_path):
-    from utils.sweep import _job_error
+    from utils.experiments.sweep import _job_error
     stderr = tmp_path / "log.err"
     stderr.write_text("Traceback (most recent call last):\n  ...\nValueError: something broke\n")
     exc = RuntimeError("Job (task=0) failed during processing with trace:\n----------------------\n"
@@ -322,7 +322,7 @@ def test_summary_of_one_run_has_no_standard_deviation():
 
 def test_config_hash_depends_on_values_not_on_spelled_out_defaults(repo_root, tmp_path):
     from utils.config import load_config
-    from utils.provenance import config_sha256
+    from utils.experiments.provenance import config_sha256
     raw = json.loads((repo_root / "config" / "demo.json").read_text())
     base = config_sha256(load_config(repo_root / "config" / "demo.json"))
     (tmp_path / "explicit.json").write_text(json.dumps({**raw, "pin_memory": True, "precision": "auto"}))  # defaults

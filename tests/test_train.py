@@ -19,7 +19,7 @@ import torch
 from data_utils import TrainSampler, load_split, read_protocol, split_paths
 from data_utils.demo import write_demo_corpus
 from models import AASIST
-from utils import training
+from utils.engine import training
 from utils.config import load_config
 from utils.distributed import DistInfo
 from models.fast import prepare_model
@@ -163,7 +163,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, sys.argv[1])
 from utils.distributed import cleanup, init_distributed
 from utils.precision import Speed
-from utils.training import train_one_epoch
+from utils.engine.training import train_one_epoch
 info = init_distributed("cpu")
 
 class Net(torch.nn.Module):  # NaN logits on rank 1 at step 1 only

@@ -7,7 +7,7 @@ repository's `AASIST.conf` / `AASIST-L.conf` load unchanged: their string boolea
 (`"amsgrad": "False"`) become real booleans here and nowhere else.
 
 The optional `augmentation` object (absent: none, and training is what it always was) is
-`AugmentationConfig`; its `rawboost` object is `RawBoostParams` (used by data_utils/rawboost.py).
+`AugmentationConfig`; its `rawboost` object is `RawBoostParams` (used by data_utils/augmentation/rawboost.py).
 
 `model_config` is validated by the config class of the architecture it names (`model_config.architecture`;
 each model file holds its class, `models/registry.py` lists them): `check`, `check_len` and `check_each` below
@@ -119,7 +119,7 @@ class OptimConfig:
                 _check(getattr(self, key) >= 1, f"optim_config.{key}", "at least 1", getattr(self, key))
 
 
-RAWBOOST_ALGORITHMS = {  # data_utils/rawboost.py
+RAWBOOST_ALGORITHMS = {  # data_utils/augmentation/rawboost.py
     0: "none",
     1: "LnL convolutive noise",
     2: "ISD impulsive noise",
@@ -187,7 +187,7 @@ def _check_rawboost(ok: bool, key: str, rule: str, value) -> None:
 
 @dataclass(frozen=True)
 class Codec:
-    """A lossy codec of the codec augmentation (data_utils/augment.py), as libsndfile names it."""
+    """A lossy codec of the codec augmentation (data_utils/augmentation/augmenter.py), as libsndfile names it."""
     name: str                              # the name a config gives
     format: str                            # libsndfile's container format
     subtype: str                           # and its encoding
@@ -199,7 +199,7 @@ CODECS = {c.name: c for c in (Codec("mp3", "MP3", "MPEG_LAYER_III"), Codec("vorb
 
 @dataclass(frozen=True)
 class AugmentationConfig:
-    """Training-data augmentation (data_utils/augment.py): RawBoost, then with probability `codec_prob`
+    """Training-data augmentation (data_utils/augmentation/augmenter.py): RawBoost, then with probability `codec_prob`
     a lossy codec, applied to the whole training utterance before the crop; never to dev or eval.
 
     `codec_compression` is the range of libsndfile's compression level, drawn uniformly per utterance:

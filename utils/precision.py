@@ -72,7 +72,7 @@ def maybe_compile(model: torch.nn.Module, speed: Speed) -> torch.nn.Module:
     """`torch.compile(model)` when `speed.compile`, else the module itself.
 
     Shapes stay static: a training run sees one batch shape (the last short batch is dropped), a
-    scoring pass pads its last batch to the full size (`utils.scoring.forward_logits`). CUDA graphs
+    scoring pass pads its last batch to the full size (`utils.engine.scoring.forward_logits`). CUDA graphs
     replay each compiled graph as one launch: the training step otherwise waits on the CPU launching
     its hundreds of kernels.
     """

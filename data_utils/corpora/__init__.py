@@ -32,7 +32,7 @@ condition where the official table puts it (last for 2021, first for ASVspoof 5)
 official code would not compute (a condition without bona fide or spoof trials, gives NaN) or would stop the
 whole run on (fewer than 3 distinct CM scores, ...) is ``None``. 2019 LA keeps the published evaluation's
 names: ``eer_percent``, ``eer_threshold``, ``min_tdcf``, ``per_attack_eer_percent``. The maths lives in
-``utils/metrics.py``.
+``utils/evaluation/metrics.py``.
 
 A new corpus: one module here with its ``Corpus`` subclass, and its class in ``registry.CORPORA``.
 """
@@ -40,7 +40,7 @@ from .asvspoof2019 import SplitPaths
 from .base import Corpus, format_corpus_metrics
 from .common import SAMPLE_RATE, Trials
 from .registry import CORPORA, evaluate_score_file, evaluate_scores, get_audio_corpus, get_corpus
-from utils.score_files import ASV_LABELS, CM_LABELS
+from utils.evaluation.score_files import ASV_LABELS, CM_LABELS
 
 __all__ = ["ASV_LABELS", "CM_LABELS", "CORPORA", "Corpus", "SAMPLE_RATE", "SplitPaths", "Trials", "evaluate_score_file",
            "evaluate_scores", "format_corpus_metrics", "get_audio_corpus", "get_corpus"]

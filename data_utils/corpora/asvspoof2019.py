@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.errors import InputError
-from utils.score_files import (CM_LABELS, CMScores, check_unique_ids, compute_metrics, format_metrics,
+from utils.evaluation.score_files import (CM_LABELS, CMScores, check_unique_ids, compute_metrics, format_metrics,
                                read_asv_scores, read_cm_scores, write_cm_scores)
 
 from .base import Corpus

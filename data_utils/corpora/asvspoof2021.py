@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from utils.errors import InputError
-from utils.metrics import (asv_error_rates, check_soft_scores, compute_det_curve, compute_eer,
+from utils.evaluation.metrics import (asv_error_rates, check_soft_scores, compute_det_curve, compute_eer,
                            compute_min_tdcf_revised, compute_tdcf_c012)
-from utils.score_files import ASV_LABELS, CM_LABELS, first_few
+from utils.evaluation.score_files import ASV_LABELS, CM_LABELS, first_few
 
 from .base import Corpus
 from .common import (POOLED, Trials, check_key_rows, condition_mask, counts, join_scores, or_none, parse_cell,

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 
 from utils.errors import InputError
-from utils.metrics import (ASV5_PFA_NON, ASV5_PFA_SPOOF, ASV5_PMISS, asv_error_rates, compute_a_dcf,
+from utils.evaluation.metrics import (ASV5_PFA_NON, ASV5_PFA_SPOOF, ASV5_PMISS, asv_error_rates, compute_a_dcf,
                            compute_act_dcf, compute_cllr, compute_eer, compute_min_dcf, compute_min_tdcf_revised,
                            compute_t_eer, compute_tdcf_c012)
-from utils.score_files import ASV_LABELS, CM_LABELS, write_rows
+from utils.evaluation.score_files import ASV_LABELS, CM_LABELS, write_rows
 
 from .base import Corpus
 from .common import (MISSING, POOLED, Trials, audio_dir, check_finite_for_write, check_key_rows, condition_mask,

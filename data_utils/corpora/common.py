@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.errors import InputError
-from utils.score_files import CM_LABELS, ASV_LABELS, first_few, parse_score, repeated_ids, split_line, split_lines, write_rows
+from utils.evaluation.score_files import CM_LABELS, ASV_LABELS, first_few, parse_score, repeated_ids, split_line, split_lines, write_rows
 
 SAMPLE_RATE = 16000  # Hz: the audio of every corpus here; AASIST's sinc front end is designed for it
 MISSING = "-"  # an ASVspoof 5 SASV score file's placeholder for a score the system does not give

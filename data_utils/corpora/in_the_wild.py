@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.errors import InputError
-from utils.metrics import compute_eer
+from utils.evaluation.metrics import compute_eer
 
 from .base import Corpus
 from .common import Rows, Trials, check_key_rows, counts, join_scores, read_rows, write_id_score_lines

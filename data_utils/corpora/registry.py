@@ -65,7 +65,7 @@ def evaluate_score_file(corpus: str, scores_path: str | os.PathLike, keys_path: 
         asv_scores: ASV scores: 2019 LA, the organisers' file for the min t-DCF; 2021 LA, in place of
             ``keys/LA/ASV/ASVTorch_Kaldi/score.txt``; ASVspoof 5 track 2, the organisers' ``--asv_org`` file
             for the tables' min t-DCF.
-        calibration: a ``utils.calibration.Calibration``: the pooled figures of the calibrated scores are
+        calibration: a ``utils.evaluation.calibration.Calibration``: the pooled figures of the calibrated scores are
             added under "calibrated" (actDCF and Cllr change; minDCF and EER do not).
 
     Returns:

@@ -15,7 +15,7 @@ from utils.config import ModelConfig, check
 from utils.errors import InputError
 
 from ..base import Countermeasure
-from ..ssl_weights import PRETRAINING_ONLY, check_sizes, fairseq_to_hf, hf_to_fairseq, is_fairseq_name, read_pretrained
+from .ssl_weights import PRETRAINING_ONLY, check_sizes, fairseq_to_hf, hf_to_fairseq, is_fairseq_name, read_pretrained
 
 # XLS-R 300M (Babu et al., 2021), the front end of the published SSL-AASIST: fairseq's xlsr2_300m.pt,
 # facebook/wav2vec2-xls-r-300m on the Hugging Face hub.

@@ -30,11 +30,11 @@ from utils.config import CLASS_WEIGHTS, Config, config_from_dict, config_to_dict
 from utils.distributed import DistInfo, average_across_ranks_, gather_objects
 from utils.errors import InputError
 from utils.io import atomic_open, atomic_torch_save, atomic_write_json, safe_torch_load
-from utils.optimizer import build_optimizer, build_scheduler, scheduler_interval
-from utils.plots import cm_figures
+from utils.engine.optimizer import build_optimizer, build_scheduler, scheduler_interval
+from utils.evaluation.plots import cm_figures
 from utils.precision import Speed, autocast, maybe_compile
-from utils.score_files import CMScores, compute_metrics, write_cm_scores
-from utils.scoring import score_dataset
+from utils.evaluation.score_files import CMScores, compute_metrics, write_cm_scores
+from utils.engine.scoring import score_dataset
 
 CHECKPOINT = "checkpoint.pth"
 LOCK = "run.lock"  # in the run folder while a run owns it: "<host> <pid>"

@@ -1,4 +1,4 @@
-"""Score files in, metrics out: the thin I/O layer around ``utils/metrics.py``.
+"""Score files in, metrics out: the thin I/O layer around ``utils/evaluation/metrics.py``.
 
 Two formats, space separated, one trial a line (blank lines are skipped):
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from utils.errors import InputError
 from utils.io import atomic_open, atomic_write_json
-from utils.metrics import check_scores, compute_eer, compute_min_tdcf, per_attack_eer
+from utils.evaluation.metrics import check_scores, compute_eer, compute_min_tdcf, per_attack_eer
 
 CM_LABELS = ("bonafide", "spoof")  # the KEY words of CM protocols and keys, in every corpus here
 ASV_LABELS = ("target", "nontarget", "spoof")  # of ASV and SASV keys

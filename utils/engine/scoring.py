@@ -19,7 +19,7 @@ from utils.distributed import DistInfo, gather_objects
 from utils.errors import InputError
 from utils.io import atomic_open, check_writable, printable_path, read_json
 from utils.precision import autocast, is_compiled
-from utils.score_files import CMScores
+from utils.evaluation.score_files import CMScores
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """Scores that are log-likelihood ratios: AASIST's logits as an LLR, and affine calibration of a score file.
 
-actDCF and Cllr (ASVspoof 5, ``utils/metrics.py``) read a score as a natural-log likelihood ratio
+actDCF and Cllr (ASVspoof 5, ``utils/evaluation/metrics.py``) read a score as a natural-log likelihood ratio
 ``ln p(x | bona fide) / p(x | spoof)``. AASIST's published score, the bona fide logit ``logits[:, 1]``, is not
 one. Two ways to get one:
 
@@ -27,7 +27,7 @@ from scipy.special import expit
 from utils.config import CLASS_WEIGHTS, dataclass_from_dict
 from utils.errors import InputError
 from utils.io import atomic_write_json, printable_path, read_json
-from utils.metrics import DCF_C_FA, DCF_C_MISS, DCF_P_SPOOF, check_scores
+from utils.evaluation.metrics import DCF_C_FA, DCF_C_MISS, DCF_P_SPOOF, check_scores
 
 # ASVspoof 2019 LA train protocol (ASVspoof2019.LA.cm.train.trn.txt): bona fide and spoof trials.
 LA19_TRAIN_COUNTS = (2580, 22800)

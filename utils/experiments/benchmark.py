@@ -10,9 +10,9 @@ import soundfile as sf
 import torch
 
 from utils.config import CLASS_WEIGHTS, OptimConfig
-from utils.optimizer import build_optimizer
+from utils.engine.optimizer import build_optimizer
 from utils.precision import Speed, autocast, maybe_compile
-from utils.training import training_step
+from utils.engine.training import training_step
 
 
 def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
@@ -32,7 +32,7 @@ def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
 
 def train_step_of(model: torch.nn.Module, run_model: torch.nn.Module, speed: Speed, device: torch.device,
                   optim_config: OptimConfig):
-    """`step(x, y)`: the step training runs (`utils.training.training_step`) on `model` (forward through
+    """`step(x, y)`: the step training runs (`utils.engine.training.training_step`) on `model` (forward through
     `run_model`, its compiled form or itself) with the config's optimiser."""
     optimizer = build_optimizer(model.parameters(), optim_config)
     weight = torch.tensor(CLASS_WEIGHTS, device=device)

@@ -27,9 +27,9 @@ from pathlib import Path
 import models  # noqa: F401  (registers the architectures whose configs load_config validates)
 from utils.config import load_config
 from utils.errors import InputError, report_error
-from utils.provenance import (MODELS, REPO_ROOT, RUN_INFO, config_sha256, evaluation_file,
+from utils.experiments.provenance import (MODELS, REPO_ROOT, RUN_INFO, config_sha256, evaluation_file,
                               read_run_info)
-from utils.training import CHECKPOINT
+from utils.engine.training import CHECKPOINT
 
 LAUNCHERS = ("local", "slurm")
 

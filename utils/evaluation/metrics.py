@@ -1,6 +1,6 @@
 """Countermeasure metrics of ASVspoof 2019: EER, min t-DCF and EER per attack, from score arrays.
 
-Pure numpy, no file I/O (``utils/score_files.py`` reads and writes score files). Scores are higher for
+Pure numpy, no file I/O (``utils/evaluation/score_files.py`` reads and writes score files). Scores are higher for
 "more bona fide" (CM) or "more target" (ASV). The sweep reproduces the published evaluation
 (clovaai/aasist ``evaluation.py``) bit for bit, ties between classes included, so the numbers
 agree with the published ones to the last digit.

@@ -12,8 +12,8 @@ import numpy as np
 
 from utils.errors import InputError
 from utils.io import atomic_open
-from utils.metrics import check_scores, compute_det_curve, compute_eer
-from utils.score_files import CMScores
+from utils.evaluation.metrics import check_scores, compute_det_curve, compute_eer
+from utils.evaluation.score_files import CMScores
 
 # DET axes run from 0.05 % to 60 %: the ASVspoof 2019 LA EERs of interest (0.8 % and up) sit in the
 # middle, and rates of 0 or 1 (normal deviate -inf / inf) are clipped to the edges.

@@ -1,4 +1,4 @@
-"""Training-data augmentation for generalisation to unseen channels: RawBoost (``data_utils/rawboost.py``) and a
+"""Training-data augmentation for generalisation to unseen channels: RawBoost (``data_utils/augmentation/rawboost.py``) and a
 round trip through a lossy codec, applied to the whole training utterance before the crop (as published for
 RawBoost); never to dev or eval data.
 
@@ -35,7 +35,7 @@ import numpy as np
 import soundfile as sf
 
 from data_utils.corpora import SAMPLE_RATE
-from data_utils.rawboost import rawboost
+from data_utils.augmentation.rawboost import rawboost
 from utils.config import CODECS, AugmentationConfig
 from utils.errors import InputError
 

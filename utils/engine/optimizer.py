@@ -11,7 +11,7 @@ from typing import Iterable
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR
 
-from .config import OptimConfig
+from utils.config import OptimConfig
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:

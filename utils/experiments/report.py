@@ -10,7 +10,7 @@ A run folder (scripts/train.py, scripts/sweep.py) gives these metrics:
   conditions (the other corpora's tables).
 
 Every figure is an error (lower is better), so a metric's "best" is its minimum. Runs are grouped by
-their config's hash (utils/provenance.py): two runs are averaged only if their configs are equal.
+their config's hash (utils/experiments/provenance.py): two runs are averaged only if their configs are equal.
 """
 import contextlib
 import csv
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from utils.errors import InputError
 from utils.io import printable_path, read_json
-from utils.provenance import COMPARED, MODELS, RUN_INFO, read_run_info
+from utils.experiments.provenance import COMPARED, MODELS, RUN_INFO, read_run_info
 
 FIGURES = ("eer_percent", "min_tdcf", "min_dcf", "act_dcf", "cllr_bits", "a_dcf", "t_eer_percent")
 LABELS = {"eer_percent": "EER (%)", "min_tdcf": "min t-DCF", "min_dcf": "minDCF", "act_dcf": "actDCF",

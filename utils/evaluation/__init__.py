@@ -1,0 +1,1 @@
+"""Evaluation: the official metrics as pure array maths (metrics.py), score files, calibration and plots."""

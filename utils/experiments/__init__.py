@@ -1,0 +1,1 @@
+"""Experiment management: seed sweeps, results tables, what produced each number, and the benchmark."""
