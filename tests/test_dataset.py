@@ -294,6 +294,7 @@ def test_ssl_recipes_train_on_the_first_samples_after_rawboost(repo_root, tmp_pa
     # The published SSL-AASIST loader (data_utils_SSL.Dataset_ASVspoof2019_train): RawBoost, then pad(x, 64600),
     # the first 64,600 samples (repeated when shorter); AASIST's takes a random window.
     from data_utils.augmentation.augmenter import Augmenter
+    from utils.config import AugmentationConfig
     from utils.config import load_config
     for name, crop in (("SSL_AASIST_LA", "first"), ("SSL_AASIST_DF", "first"), ("config", "random"),
                        ("AASIST-L", "random")):
@@ -302,7 +303,7 @@ def test_ssl_recipes_train_on_the_first_samples_after_rawboost(repo_root, tmp_pa
     write_flac(tmp_path / "long.flac", rng.uniform(-0.5, 0.5, 2000))
     write_flac(tmp_path / "short.flac", rng.uniform(-0.5, 0.5, 300))
     entries = [ProtocolEntry("LA_0001", "long", "-", "bonafide"), ProtocolEntry("LA_0002", "short", "A01", "spoof")]
-    augment = Augmenter(rawboost_algo=5)
+    augment = Augmenter(AugmentationConfig(rawboost_algo=5))
     first = TrainDataset(entries, tmp_path, nb_samp=1000, augment=augment, crop="first")
     for index, name in enumerate(("long", "short")):
         x, _ = first[(index, 1234)]
