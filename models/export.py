@@ -1,8 +1,8 @@
-"""Export AASIST for deployment, as ONNX or as a torch.export program, checked against the PyTorch model.
+"""Export a countermeasure for deployment, as ONNX or as a torch.export program, checked against the PyTorch model.
 
     from models import load_model
     from models.export import LogitsOnly, check_batch, export_checked
-    net = LogitsOnly(load_model("config/AASIST-L.json", "checkpoints/weights/AASIST-L.pth", device="cpu"))
+    net = LogitsOnly(load_model("config/AASIST-L.json", "checkpoints/weights/AASIST-L.pth", device="cpu")).eval()
     diff = export_checked(net, check_batch(None, 64600), "onnx", "aasist-l.onnx", tolerance=1e-4)
 
 The exported network takes "waveform", (batch, nb_samp) float32 at 16 kHz, with a dynamic batch and exactly
@@ -32,7 +32,7 @@ class ExportCheckError(Exception):
 
 
 class LogitsOnly(torch.nn.Module):
-    """AASIST with one output: ``(B, nb_samp)`` waveform -> ``(B, 2)`` logits."""
+    """A model with one output: ``(B, nb_samp)`` waveform -> ``(B, 2)`` logits."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
