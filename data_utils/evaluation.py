@@ -118,19 +118,19 @@ def score_split(corpus: Corpus, database: Path, eval_set: str, config, make_mode
                 batch_size: int, device, dist_info: DistInfo, asv_scores: Path | None, nb_samp: int | None) -> Scored:
     """Score the split ``eval_set`` of a training corpus in memory (``load_split``: checked before any
     scoring) and write its score file; the scores survive a score file that cannot be written."""
-    model, speed = make_model()
-    min_samples = model.min_samples  # full length: shorter utterances repeat-padded to what the model takes
     extra = None
     if corpus.split_asv:
         asv_path = asv_scores or database / (config.dev_asv_score_path if eval_set == "dev"
                                              else config.asv_score_path)
         split = load_split(database, eval_set, nb_samp, asv_path, asv_required=asv_scores is not None,
-                           corpus=corpus.name, min_samples=min_samples)
+                           corpus=corpus.name)
         extra = split.asv
         if extra is None:
             print(f"note: no ASV scores at {asv_path}: min t-DCF is not computed")
     else:
-        split = load_split(database, eval_set, nb_samp, corpus=corpus.name, min_samples=min_samples)
+        split = load_split(database, eval_set, nb_samp, corpus=corpus.name)
+    model, speed = make_model()
+    split.dataset.min_samples = getattr(model, "min_samples", 1)  # full length: shorter utterances padded to what it takes
     cm = score_dataset(model, split.dataset, batch_size if nb_samp is not None else 1, device, config.loader_workers(),
                        dist_info, desc=eval_set, precision=speed.precision)
     return Scored(split.trials, cm.scores, extra, score_file)
@@ -148,7 +148,7 @@ def score_keys(corpus: Corpus, trials: Trials, database: Path, config, make_mode
            "model_config": hashlib.sha256(repr(config.model_config).encode()).hexdigest(),
            "trials": hashlib.sha256("\n".join(trials.ids.tolist()).encode()).hexdigest(),
            "audio_root": str(Path(database).resolve())}
-    return score_to_file(model, AudioFiles(paths, trials.ids, nb_samp, model.min_samples), score_file,
+    return score_to_file(model, AudioFiles(paths, trials.ids, nb_samp, getattr(model, "min_samples", 1)), score_file,
                          corpus.score_writer(trials), batch_size if nb_samp is not None else 1, device,
                          config.loader_workers(), dist_info, speed.precision, resume=resume, desc=corpus.name,
                          job_info=job)

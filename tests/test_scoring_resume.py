@@ -232,7 +232,7 @@ def corpus_job(root, keys, out, nb_samp=NB_SAMP, resume=False, writer=None):
     model = Net()
     trials = scoring_trials(get_corpus("in_the_wild"), keys, "eval")
     return score_keys(corpus, trials, root, config, lambda: (model, SimpleNamespace(precision="fp32")), out, BATCH,
-                      CPU, DistInfo(), resume), model
+                      CPU, DistInfo(), resume, nb_samp), model
 
 
 def test_a_resume_with_other_inputs_is_refused_and_loses_nothing(tmp_path):

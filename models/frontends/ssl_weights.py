@@ -126,7 +126,7 @@ def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                              "is in the Hugging Face cache, or fairseq's xlsr2_300m.pt)")
         path = cached
     found = read_hf_folder(path) if path.is_dir() else read_fairseq_checkpoint(path)
-    from .loading import check_finite  # here: models.loading imports this module's users
+    from ..loading import check_finite  # here: models.loading imports this module's users
     check_finite(found[0], f"wav2vec 2.0 weights {path}")  # NaN weights would only show as a NaN loss
     return found
 
@@ -357,5 +357,5 @@ def _load_with_stand_ins(path: Path) -> Any:
 
 
 def _check_state_dict(state_dict: Any, source: str) -> None:
-    from .loading import check_state_dict  # here: models.loading imports this module's users
+    from ..loading import check_state_dict  # here: models.loading imports this module's users
     check_state_dict(state_dict, source)

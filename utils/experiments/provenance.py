@@ -28,7 +28,7 @@ from utils.errors import InputError
 from utils.io import atomic_write_json, printable_path, read_json
 
 RUN_INFO = "run_info.json"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("best", "swa")  # weights/<model>.pth: the best-dev model and the weight average
 # The session fields that may change a number; report.py warns when averaged runs differ in one.
 COMPARED = ("git_commit", "git_dirty", "python", "torch", "cuda", "cudnn", "numpy", "device", "processes",
