@@ -27,9 +27,10 @@ def ref(reference_dir):
 
 
 @pytest.fixture(scope="module")
-def tiny_model_config(ref) -> dict:
+def tiny_model_config(ref, golden) -> dict:
     """The reference model's `model_config`: the stand-in's sizes from tiny_config.json; its convolutions'
-    widths and kernels from the saved layout (XLS-R's strides, as tiny_config.json states)."""
+    widths and kernels from the saved layout (XLS-R's strides, as tiny_config.json states); the fixed input
+    length, which sizes `fc1`, from the reference inputs."""
     tiny = json.loads((ref / "tiny_config.json").read_text())
     convs = [shape for name, shape, _ in reference_listing(ref / "state_dict_keys.txt")
              if name.startswith(CONV) and name.endswith(".0.weight")]
@@ -40,7 +41,9 @@ def tiny_model_config(ref) -> dict:
            "encoder_ffn_embed_dim": tiny["ffn_dim"], "encoder_attention_heads": tiny["heads"],
            "conv_pos": tiny["conv_pos"], "conv_pos_groups": tiny["conv_pos_groups"], "final_dim": tiny["final_dim"],
            "latent_vars": tiny["latent_vars"], "latent_groups": tiny["latent_groups"]}
-    return {"architecture": "XLSR_SLS", "ssl": ssl}
+    lengths = {v.shape[1] for k, v in golden.items() if k.startswith("input_")}
+    assert len(lengths) == 1
+    return {"architecture": "XLSR_SLS", "ssl": ssl, "nb_samp": lengths.pop()}
 
 
 @pytest.fixture(scope="module")
