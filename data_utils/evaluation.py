@@ -130,7 +130,7 @@ def score_split(corpus: Corpus, database: Path, eval_set: str, config, make_mode
     else:
         split = load_split(database, eval_set, nb_samp, corpus=corpus.name)
     model, speed = make_model()
-    split.dataset.min_samples = getattr(model, "min_samples", 1)  # full length: shorter utterances padded to what it takes
+    split.dataset.min_samples = getattr(model, "min_samples", 1)  # full length: padded up to what the model takes
     cm = score_dataset(model, split.dataset, batch_size if nb_samp is not None else 1, device, config.loader_workers(),
                        dist_info, desc=eval_set, precision=speed.precision)
     return Scored(split.trials, cm.scores, extra, score_file)

@@ -5,8 +5,9 @@
 
 Every mode runs the same network on the same synthetic input. The baseline, "published", is the
 plain formulation (`build_model(..., fast=False)`: the model as its published code computes it, e.g.
-AASIST's one-channel sinc convolution and max_pool2d throughout) run as the published code ran it: fp32 eager mode, on CUDA with the published script's
-cuDNN settings (deterministic) and PyTorch's default TF32 convolutions. The ratio columns are each
+AASIST's one-channel sinc convolution and max_pool2d throughout) run as the published code ran it: fp32
+eager mode, on CUDA with the published script's cuDNN settings (deterministic) and PyTorch's default TF32
+convolutions. The ratio columns are each
 mode's throughput over the baseline's, measured in the same run. Times are medians of
 --repeats timed repeats after --warmup untimed ones, with device synchronisation. Loader speed is
 items/s of one worker reading flac and cropping; with --loader_augment, also with each RawBoost algorithm

@@ -1,1 +1,1 @@
-"""Training-data augmentation: RawBoost as published (rawboost.py), and the augmenter that applies it and lossy codecs."""
+"""Training-data augmentation: RawBoost as published (rawboost.py), and the augmenter that applies it and codecs."""
