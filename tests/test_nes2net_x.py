@@ -209,6 +209,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert difference < 1e-6 and any(k.startswith("ssl_model.model.wav2vec2.encoder.") for k in trained)
 
 
+@pytest.mark.slow  # about 12 s; the XLS-R path end to end stays in test_ssl_aasist.py
 def test_train_and_evaluate_scripts_run_nes2net_x(repo_root, tmp_path):
     best, summary = train_and_evaluate(repo_root, tmp_path, TINY_MODEL)
     names = list(torch.load(best, weights_only=True))
